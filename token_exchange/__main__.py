@@ -1,0 +1,3 @@
+from token_exchange.server import main
+
+main()

@@ -1,0 +1,83 @@
+"""Go-style command-line flags, shared by the service and the tools.
+
+Like Go's flag package (and m-lab/go's flagx.ArgsFromEnv) every flag is
+spelled -name, --name, -name=value or --name=value, and can be set from the
+environment variable named by upper-casing it with '-' and '.' turned into
+'_'. The command line wins over the environment.
+"""
+
+import argparse
+import sys
+
+import configargparse
+
+from token_exchange.store import STORE_HELP, check_store_spec
+
+
+class FlagParser(configargparse.ArgumentParser):
+    def __init__(self, prog, description):
+        super().__init__(prog=prog, description=description, allow_abbrev=False,
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    def error(self, message):
+        # One clear line, not argparse's usage dump.
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def env_name(flag):
+    return flag.upper().replace("-", "_").replace(".", "_")
+
+
+def add_flag(parser, name, help, **kwargs):
+    dest = name.replace("-", "_").replace(".", "_")
+    parser.add_argument(f"-{name}", f"--{name}", dest=dest, env_var=env_name(name), help=help, **kwargs)
+
+
+def checked(check, what):
+    """Turn a checking function into an argparse type with a clear message."""
+    def convert(value):
+        try:
+            return check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e) or f"invalid {what} {value!r}") from None
+    convert.__name__ = what
+    return convert
+
+
+def _port(value):
+    try:
+        port = int(value)
+    except ValueError:
+        raise ValueError(f"invalid port {value!r}: not a number") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"invalid port {value!r}: must be 0..65535")
+    return port
+
+
+def _listen_address(value):
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        raise ValueError(f"invalid listen address {value!r}: expected [HOST]:PORT")
+    _port(port)
+    return value
+
+
+def _non_negative_int(value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError(f"invalid number {value!r}") from None
+    if number < 0:
+        raise ValueError(f"invalid number {value!r}: must not be negative")
+    return number
+
+
+port_number = checked(_port, "port")
+listen_address = checked(_listen_address, "listen address")
+non_negative_int = checked(_non_negative_int, "number")
+store_spec = checked(check_store_spec, "store")
+
+
+def add_store_flag(parser):
+    add_flag(parser, "store", STORE_HELP, type=store_spec, default="datastore")

@@ -1,0 +1,1 @@
+"""One RequestHandler class per endpoint; errors.py holds every error body."""

@@ -1,0 +1,87 @@
+"""Shared behaviour of all handlers: error bodies, methods, JSON responses."""
+
+import json
+import logging
+
+from tornado.web import HTTPError, RequestHandler
+
+from token_exchange.handlers import errors
+
+log = logging.getLogger("token_exchange.handlers")
+
+
+class BaseHandler(RequestHandler):
+    ALLOWED_METHODS = ("GET", "HEAD")
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", errors.TEXT_PLAIN)
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def prepare(self):
+        if self.request.method not in self.ALLOWED_METHODS:
+            raise errors.method_not_allowed(self.ALLOWED_METHODS)
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if status_code == 405 and not isinstance(exc, errors.ApiError):
+            # Tornado refuses methods it does not know before prepare() runs.
+            exc = errors.method_not_allowed(self.ALLOWED_METHODS)
+        if isinstance(exc, errors.ApiError):
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+            body = exc.body
+        else:
+            body = errors.generic_body(status_code)
+        self.set_header("Content-Type", errors.TEXT_PLAIN)
+        self.finish(body)
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, HTTPError):
+            return  # an expected answer, already in the access log
+        # The request repr Tornado would log holds the query string, which
+        # may carry a key: name only the method and path.
+        log.error("unexpected error in %s %s", self.request.method, self.request.path, exc_info=(typ, value, tb))
+
+    def write_json(self, obj):
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(obj, separators=(",", ":")) + "\n")
+
+
+class NotFoundHandler(BaseHandler):
+    def prepare(self):
+        raise HTTPError(404)
+
+
+class TokenHandler(BaseHandler):
+    """Base of the two exchange endpoints: POST {"api_key": "..."}."""
+
+    ALLOWED_METHODS = ("POST",)
+
+    def initialize(self, verifier, issuer):
+        self.verifier = verifier
+        self.issuer = issuer
+
+    def api_key_from_body(self):
+        try:
+            body = json.loads(self.request.body.decode("utf-8"), parse_constant=_reject_constant)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            raise errors.invalid_request_body() from None
+        if not isinstance(body, dict):
+            raise errors.invalid_request_body()
+        api_key = body.get("api_key", "")
+        if not isinstance(api_key, str):
+            raise errors.invalid_request_body()
+        return api_key
+
+    def write_token(self, sign):
+        """Sign with sign() and answer {"token": ...}; 500 when signing fails."""
+        try:
+            token = sign()
+        except Exception:
+            log.exception("signing failed for %s", self.request.path)
+            raise errors.failed_to_generate_token() from None
+        self.write_json({"token": token})
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")

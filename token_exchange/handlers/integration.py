@@ -1,0 +1,25 @@
+"""POST /v0/token/integration: an integration API key for a 20-second JWT."""
+
+import logging
+
+from token_exchange.handlers import errors
+from token_exchange.handlers.base import TokenHandler
+from token_exchange.store import StoreUnavailable
+from token_exchange.verifier import InvalidKey
+
+log = logging.getLogger("token_exchange.handlers")
+
+
+class IntegrationHandler(TokenHandler):
+    async def post(self):
+        api_key = self.api_key_from_body()
+        try:
+            identity = await self.verifier.verify_integration_key(api_key)
+        except InvalidKey as e:
+            log.info("integration key refused: %s", e)
+            raise errors.invalid_api_key() from None
+        except StoreUnavailable as e:
+            log.error("key store unavailable for an integration exchange: %s", e)
+            raise errors.store_unavailable() from None
+        self.write_token(lambda: self.issuer.integration_token(
+            identity.integration_id, identity.key_id, identity.tier))

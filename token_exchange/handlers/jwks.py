@@ -1,0 +1,23 @@
+"""GET /.well-known/jwks.json: the public keys that verify our tokens."""
+
+import json
+
+from token_exchange.handlers.base import BaseHandler
+
+
+def jwks_body(public_jwks):
+    """The response body, computed once: public JWKs only, never private parameters."""
+    return (json.dumps({"keys": list(public_jwks)}, separators=(",", ":")) + "\n").encode()
+
+
+class JWKSHandler(BaseHandler):
+    def initialize(self, body):
+        self.body = body
+
+    def get(self):
+        self.set_header("Content-Type", "application/json")
+        self.set_header("Cache-Control", "public, max-age=3600, must-revalidate")
+        self.set_header("Access-Control-Allow-Origin", "*")
+        self.finish(self.body)
+
+    head = get

@@ -1,0 +1,74 @@
+"""Start-up: configuration, signing key, key store, then serve until signalled."""
+
+import asyncio
+import concurrent.futures
+import logging
+import signal
+import sys
+
+import tornado.httpserver
+
+from token_exchange.app import make_app
+from token_exchange.config import parse_config
+from token_exchange.signingkey import KeyFileError, load_signing_key
+from token_exchange.store import StoreError, open_store
+from token_exchange.tokens import TokenIssuer
+from token_exchange.verifier import KeyVerifier
+
+log = logging.getLogger("token_exchange")
+
+PROG = "token-exchange"
+# A request body is a short JSON object; nothing useful is larger.
+MAX_BODY_BYTES = 64 * 1024
+# Store calls and bcrypt run here, never on the event loop.
+WORKER_THREADS = 16
+
+
+def fail(message):
+    """Stop start-up with one line naming the problem."""
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    sys.exit(1)
+
+
+def main(argv=None):
+    config = parse_config(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        signing_key = load_signing_key(config.private_key_path)
+    except KeyFileError as e:
+        fail(str(e))
+    try:
+        store = open_store(config.store, project=config.project_id,
+                           integration_ns=config.client_integration_ns, platform_ns=config.platform_ns)
+    except StoreError as e:
+        fail(str(e))
+    log.info("signing with key kid=%s alg=%s from %s", signing_key.kid, signing_key.alg,
+             config.private_key_path)
+    log.info("key store %s (integration namespace %s, platform namespace %s)", config.store,
+             config.client_integration_ns, config.platform_ns)
+    try:
+        asyncio.run(serve(config, signing_key, store))
+    finally:
+        store.close()
+
+
+async def serve(config, signing_key, store):
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="keycheck")
+    app = make_app(KeyVerifier(store, executor), TokenIssuer(signing_key), [signing_key.public_jwk])
+    server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY_BYTES)
+    try:
+        server.listen(config.port)
+    except OSError as e:
+        fail(f"cannot listen on port {config.port}: {e.strerror}")
+    log.info("listening on port %d", config.port)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    server.stop()
+    await server.close_all_connections()
+    executor.shutdown(wait=False, cancel_futures=True)

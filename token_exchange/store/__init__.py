@@ -1,0 +1,50 @@
+"""Key stores: the interface and the choice between them (-store)."""
+
+from token_exchange.store.base import (
+    ACTIVE,
+    DEFAULT_INTEGRATION_NS,
+    DEFAULT_PLATFORM_NS,
+    AlreadyExists,
+    IntegrationKeyRecord,
+    KeyStore,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
+
+DATASTORE = "datastore"
+SQLITE_PREFIX = "sqlite:"
+STORE_HELP = "key store: 'datastore' (Google Cloud Datastore) or 'sqlite:PATH' (embedded file)"
+
+__all__ = [
+    "ACTIVE", "DEFAULT_INTEGRATION_NS", "DEFAULT_PLATFORM_NS", "AlreadyExists", "IntegrationKeyRecord",
+    "KeyStore", "NotFound", "StoreError", "StoreUnavailable", "DATASTORE", "STORE_HELP", "check_store_spec",
+    "open_store",
+]
+
+
+def check_store_spec(spec):
+    """Validate a -store value; return it, or raise ValueError (for argparse)."""
+    if spec == DATASTORE:
+        return spec
+    if spec.startswith(SQLITE_PREFIX) and len(spec) > len(SQLITE_PREFIX):
+        return spec
+    raise ValueError(f"invalid store {spec!r}: use 'datastore' or 'sqlite:PATH'")
+
+
+def is_datastore(spec):
+    return spec == DATASTORE
+
+
+def open_store(spec, project=None, integration_ns=DEFAULT_INTEGRATION_NS, platform_ns=DEFAULT_PLATFORM_NS):
+    """Open the store a -store value names; StoreError with a clear message on failure."""
+    check_store_spec(spec)
+    if spec == DATASTORE:
+        raise StoreError(
+            "store 'datastore': Google Cloud Datastore is not supported by this version yet; "
+            "use -store sqlite:PATH"
+        )
+    # Imported here so the choice of store decides what gets loaded.
+    from token_exchange.store.sqlite import SQLiteKeyStore
+
+    return SQLiteKeyStore(spec[len(SQLITE_PREFIX):], integration_ns=integration_ns, platform_ns=platform_ns)

@@ -1,0 +1,207 @@
+"""Embedded key store on one SQLite file, for running without a cloud.
+
+The same tables as the Datastore kinds, with the namespace as a column so
+-client-integration-ns and -platform-ns keep their meaning. No plaintext
+secret is stored: integration keys keep their bcrypt (or SHA-256) hash, and
+autojoin keys, which carry no id to look up by, are kept and found by their
+SHA-256.
+
+WAL mode lets the service read while a tool writes to the same file; each
+thread gets its own connection, and writers wait on a lock for a while
+(busy timeout) instead of failing at once.
+"""
+
+import datetime
+import sqlite3
+import threading
+
+from token_exchange.secrethash import sha256_hex
+from token_exchange.store.base import (
+    ACTIVE,
+    DEFAULT_INTEGRATION_NS,
+    DEFAULT_PLATFORM_NS,
+    AlreadyExists,
+    IntegrationKeyRecord,
+    KeyStore,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_SECONDS = 5.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS integrations (
+    namespace       TEXT NOT NULL,
+    integration_id  TEXT NOT NULL,
+    description     TEXT NOT NULL DEFAULT '',
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (namespace, integration_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS integration_keys (
+    namespace       TEXT NOT NULL,
+    integration_id  TEXT NOT NULL,
+    key_id          TEXT NOT NULL,
+    key_hash        TEXT NOT NULL,
+    description     TEXT NOT NULL DEFAULT '',
+    status          TEXT NOT NULL,
+    tier            INTEGER NOT NULL DEFAULT 0,
+    created_at      TEXT NOT NULL,
+    PRIMARY KEY (namespace, integration_id, key_id),
+    FOREIGN KEY (namespace, integration_id) REFERENCES integrations (namespace, integration_id)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS organizations (
+    namespace               TEXT NOT NULL,
+    name                    TEXT NOT NULL,
+    email                   TEXT NOT NULL DEFAULT '',
+    created_at              TEXT NOT NULL,
+    probability_multiplier  REAL NOT NULL DEFAULT 1.0,
+    PRIMARY KEY (namespace, name)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS autojoin_keys (
+    namespace   TEXT NOT NULL,
+    key_sha256  TEXT NOT NULL,
+    org_name    TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    PRIMARY KEY (namespace, key_sha256),
+    FOREIGN KEY (namespace, org_name) REFERENCES organizations (namespace, name)
+) WITHOUT ROWID;
+"""
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+class SQLiteKeyStore(KeyStore):
+    def __init__(self, path, integration_ns=DEFAULT_INTEGRATION_NS, platform_ns=DEFAULT_PLATFORM_NS):
+        self.path = path
+        self.integration_ns = integration_ns
+        self.platform_ns = platform_ns
+        self._local = threading.local()
+        self._connections = []
+        self._connections_lock = threading.Lock()
+        try:
+            self._create_schema()
+        except sqlite3.Error as e:
+            self.close()
+            raise StoreError(f"store sqlite:{path}: cannot open: {e}") from None
+
+    def _connection(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            # Autocommit mode: reads need no transaction, writes open one explicitly.
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA foreign_keys = ON")
+            self._local.conn = conn
+            with self._connections_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _create_schema(self):
+        conn = self._connection()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(f"schema version {version} is newer than this program knows")
+        if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+            raise sqlite3.DatabaseError("cannot switch to WAL mode")
+        if version < SCHEMA_VERSION:
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+
+    def _read(self, sql, params):
+        try:
+            return self._connection().execute(sql, params).fetchone()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"sqlite read failed: {e}") from None
+
+    def _write(self, statements):
+        """Run (sql, params) pairs in one immediate transaction."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                results = [conn.execute(sql, params).rowcount for sql, params in statements]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError as e:
+            raise AlreadyExists(str(e)) from None
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"sqlite write failed: {e}") from None
+        return results
+
+    def get_integration_key(self, integration_id, key_id):
+        row = self._read(
+            "SELECT key_hash, status, tier FROM integration_keys"
+            " WHERE namespace = ? AND integration_id = ? AND key_id = ?",
+            (self.integration_ns, integration_id, key_id),
+        )
+        if row is None:
+            return None
+        key_hash, status, tier = row
+        return IntegrationKeyRecord(integration_id, key_id, key_hash, status, int(tier))
+
+    def find_autojoin_org(self, api_key):
+        row = self._read(
+            "SELECT org_name FROM autojoin_keys WHERE namespace = ? AND key_sha256 = ?",
+            (self.platform_ns, sha256_hex(api_key.encode("utf-8"))),
+        )
+        return row[0] if row else None
+
+    def ensure_integration(self, integration_id, description=""):
+        (created,) = self._write([(
+            "INSERT OR IGNORE INTO integrations (namespace, integration_id, description, created_at)"
+            " VALUES (?, ?, ?, ?)",
+            (self.integration_ns, integration_id, description, _now()),
+        )])
+        return created == 1
+
+    def add_integration_key(self, integration_id, key_id, key_hash, description="", tier=0):
+        if self._read("SELECT 1 FROM integrations WHERE namespace = ? AND integration_id = ?",
+                      (self.integration_ns, integration_id)) is None:
+            raise NotFound(f"integration {integration_id!r} does not exist")
+        try:
+            self._write([(
+                "INSERT INTO integration_keys (namespace, integration_id, key_id, key_hash, description,"
+                " status, tier, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (self.integration_ns, integration_id, key_id, key_hash, description, ACTIVE, tier, _now()),
+            )])
+        except AlreadyExists:
+            raise AlreadyExists(f"key {key_id!r} already exists in integration {integration_id!r}") from None
+
+    def ensure_organization(self, name, email=""):
+        (created,) = self._write([(
+            "INSERT OR IGNORE INTO organizations (namespace, name, email, created_at, probability_multiplier)"
+            " VALUES (?, ?, ?, ?, 1.0)",
+            (self.platform_ns, name, email, _now()),
+        )])
+        return created == 1
+
+    def add_autojoin_key(self, org, api_key):
+        if self._read("SELECT 1 FROM organizations WHERE namespace = ? AND name = ?",
+                      (self.platform_ns, org)) is None:
+            raise NotFound(f"organization {org!r} does not exist")
+        self._write([(
+            "INSERT INTO autojoin_keys (namespace, key_sha256, org_name, created_at) VALUES (?, ?, ?, ?)",
+            (self.platform_ns, sha256_hex(api_key.encode("utf-8")), org, _now()),
+        )])
+
+    def check(self):
+        self._read("SELECT 1", ())
+
+    def close(self):
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            conn.close()
