@@ -1,0 +1,142 @@
+"""Fixtures: real signing keys, a real SQLite file, the real app on a real socket."""
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import threading
+
+import pytest
+import tornado.httpserver
+import tornado.testing
+
+from token_exchange.app import make_app
+from token_exchange.provisioning import create_autojoin_key, create_integration_key
+from token_exchange.signingkey import generate_private_jwk, load_signing_key
+from token_exchange.store.sqlite import SQLiteKeyStore
+from token_exchange.tokens import TokenIssuer
+from token_exchange.verifier import KeyVerifier
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DIST = ROOT / "dist"
+# Low bcrypt cost keeps the suite fast; one test covers the default cost.
+TEST_BCRYPT_COST = 4
+ALGS = ("RS256", "ES256", "EdDSA")
+
+
+@pytest.fixture(scope="session")
+def private_jwks():
+    """One generated private JWK (dict) per algorithm, shared by the session."""
+    return {alg: generate_private_jwk(alg) for alg in ALGS}
+
+
+@pytest.fixture
+def key_file(tmp_path, private_jwks):
+    """Write the private JWK of an algorithm to a file; return its path."""
+    def write(alg="RS256"):
+        path = tmp_path / f"jwk-priv-{alg}.json"
+        path.write_text(json.dumps(private_jwks[alg]))
+        return path
+    return write
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "keys.db"
+
+
+@pytest.fixture
+def store(db_path):
+    store = SQLiteKeyStore(str(db_path))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def integration_key(store):
+    """Create an integration key in the store; return its NewIntegrationKey."""
+    def create(integration_id="acme", tier=0, **kwargs):
+        kwargs.setdefault("bcrypt_cost", TEST_BCRYPT_COST)
+        return create_integration_key(store, integration_id, tier=tier, **kwargs)
+    return create
+
+
+@pytest.fixture
+def autojoin_key(store):
+    def create(org="example-org", email=""):
+        return create_autojoin_key(store, org, email)
+    return create
+
+
+class RunningService:
+    """The real application on a real socket, its loop in a background thread."""
+
+    def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, **store_options):
+        self.signing_key = signing_key
+        self.store = SQLiteKeyStore(str(store_path), **store_options)
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
+        self.app = make_app(KeyVerifier(self.store, self.executor), issuer_factory(signing_key),
+                            [signing_key.public_jwk])
+        sock, self.port = tornado.testing.bind_unused_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self._sock = sock
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._started.wait(10)
+
+    def _run(self):
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        self.server = tornado.httpserver.HTTPServer(self.app, max_body_size=64 * 1024)
+        self.server.add_sockets([self._sock])
+        self.loop.call_soon(self._started.set)
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.server.close_all_connections())
+        self.loop.close()
+
+    def stop(self):
+        self.loop.call_soon_threadsafe(self.server.stop)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.executor.shutdown(wait=True)
+        self.store.close()
+
+
+@pytest.fixture
+def start_service(tmp_path, key_file, db_path):
+    """Start the service in-process: start_service(alg="RS256", **options)."""
+    services = []
+
+    def start(alg="RS256", store_path=None, **options):
+        service = RunningService(load_signing_key(str(key_file(alg))), store_path or db_path, **options)
+        services.append(service)
+        return service
+
+    yield start
+    for service in services:
+        service.stop()
+
+
+@pytest.fixture
+def service(start_service):
+    return start_service()
+
+
+@pytest.fixture(scope="session")
+def built_zipapps():
+    """The zipapps of build.sh (scripts/test.sh builds them first); built here when missing."""
+    names = ("token-exchange", "create-integration", "create-autojoin-key", "generate-jwk")
+    paths = {name: DIST / f"{name}.pyz" for name in names}
+    if not all(path.exists() for path in paths.values()):
+        subprocess.run(["bash", str(ROOT / "build.sh")], check=True, cwd=ROOT)
+    return paths
+
+
+def plain_python():
+    """The interpreter a user would run the zipapps with: no virtualenv, no project on the path."""
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    return os.environ.get("TEST_ZIPAPP_PYTHON", base)

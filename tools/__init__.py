@@ -1,0 +1,1 @@
+"""Operator tools, installed as the package token_exchange_tools."""

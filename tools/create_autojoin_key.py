@@ -1,0 +1,44 @@
+"""create-autojoin-key: create an autojoin API key for an organisation.
+
+    create-autojoin-key -store sqlite:keys.db -org example-org -email ops@example.org
+"""
+
+import logging
+
+from token_exchange.cliflags import FlagParser, add_flag
+from token_exchange.provisioning import create_autojoin_key
+from token_exchange.store import DEFAULT_PLATFORM_NS, StoreError
+from token_exchange.toolcli import add_store_flags, die, open_tool_store, print_created, start
+
+PROG = "create-autojoin-key"
+log = logging.getLogger(PROG)
+
+
+def build_parser():
+    parser = FlagParser(PROG, "Create an autojoin API key for an organization (created if needed).")
+    add_store_flags(parser, DEFAULT_PLATFORM_NS, "Datastore namespace of autojoin credentials")
+    add_flag(parser, "org", "organization name (required)", default="")
+    add_flag(parser, "email", "contact email of the organization, used when creating it", default="")
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = start(parser, argv)
+    if not args.org:
+        parser.error("-org is required")
+    store = open_tool_store(parser, args, platform_ns=args.namespace)
+    try:
+        log.info("Creating an autojoin key for '%s' in %s, namespace '%s'...", args.org, args.store,
+                 args.namespace)
+        result = create_autojoin_key(store, args.org, args.email)
+    except StoreError as e:
+        die(PROG, e)
+    finally:
+        store.close()
+    log.info("Organization %s", "created" if result.org_created else "already existed")
+    print_created([("Organization", result.org), ("API Key", result.api_key)])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""create-integration: create a client integration and one API key for it.
+
+    create-integration -store sqlite:keys.db -integration-id acme -key-tier 1
+    create-integration -project mlab-sandbox -integration-id acme
+"""
+
+import logging
+
+from token_exchange.apikey import MalformedKey
+from token_exchange.cliflags import FlagParser, add_flag, checked, non_negative_int
+from token_exchange.provisioning import create_integration_key
+from token_exchange.secrethash import DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, SCHEMES
+from token_exchange.store import DEFAULT_INTEGRATION_NS, StoreError
+from token_exchange.toolcli import add_store_flags, die, open_tool_store, print_created, start
+
+PROG = "create-integration"
+log = logging.getLogger(PROG)
+
+
+def _bcrypt_cost(value):
+    cost = int(value)
+    if not MIN_BCRYPT_COST <= cost <= MAX_BCRYPT_COST:
+        raise ValueError(f"invalid bcrypt cost {value!r}: must be {MIN_BCRYPT_COST}..{MAX_BCRYPT_COST}")
+    return cost
+
+
+def build_parser():
+    parser = FlagParser(PROG, "Create a client integration and an API key for it.")
+    add_store_flags(parser, DEFAULT_INTEGRATION_NS, "Datastore namespace of client integrations")
+    add_flag(parser, "integration-id", "integration ID (required)", default="")
+    add_flag(parser, "key-id", "key ID, starting with ki_ (generated when empty)", default="")
+    add_flag(parser, "integration-description", "human-readable description of the integration", default="")
+    add_flag(parser, "key-description", "human-readable description of the API key", default="")
+    add_flag(parser, "key-tier", "service tier of the API key", type=non_negative_int, default=0)
+    add_flag(parser, "hash", "how the secret is hashed at rest: bcrypt, or sha256 (readable by the Go service)",
+             choices=SCHEMES, default="bcrypt")
+    add_flag(parser, "bcrypt-cost", "bcrypt cost factor", type=checked(_bcrypt_cost, "bcrypt cost"),
+             default=DEFAULT_BCRYPT_COST)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = start(parser, argv)
+    if not args.integration_id:
+        parser.error("-integration-id is required")
+    store = open_tool_store(parser, args, integration_ns=args.namespace)
+    try:
+        log.info("Creating integration '%s' in %s, namespace '%s'...", args.integration_id, args.store,
+                 args.namespace)
+        result = create_integration_key(
+            store, args.integration_id, key_id=args.key_id,
+            integration_description=args.integration_description, key_description=args.key_description,
+            tier=args.key_tier, hash_scheme=args.hash, bcrypt_cost=args.bcrypt_cost)
+    except (MalformedKey, StoreError) as e:
+        die(PROG, e)
+    finally:
+        store.close()
+    log.info("Integration %s", "created" if result.integration_created else "already existed; kept as it is")
+    print_created([("Integration ID", result.integration_id), ("Key ID", result.key_id),
+                   ("API Key", result.api_key)])
+
+
+if __name__ == "__main__":
+    main()
