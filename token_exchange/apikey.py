@@ -22,7 +22,7 @@ KEY_ID_PREFIX = "ki_"
 
 # Defence in depth: every limit is checked before any lookup, so an
 # oversized or odd key never costs a store call or a hash.
-MAX_INTEGRATION_KEY_BYTES = 300  # the longest valid key is 271 bytes
+MAX_INTEGRATION_KEY_BYTES = 300  # the longest valid key is 268 bytes
 MAX_INTEGRATION_ID_BYTES = 64  # human-readable ids
 MIN_KEY_ID_BYTES = len(KEY_ID_PREFIX) + 1  # "ki_" and at least one byte
 MAX_KEY_ID_BYTES = 64  # including "ki_"

@@ -9,6 +9,7 @@ import sys
 import tornado.httpserver
 
 from token_exchange.app import make_app
+from token_exchange.handlers.base import MAX_BODY_BYTES
 from token_exchange.config import parse_config
 from token_exchange.signingkey import KeyFileError, load_signing_key
 from token_exchange.store import StoreError, open_store
@@ -18,8 +19,6 @@ from token_exchange.verifier import KeyVerifier
 log = logging.getLogger("token_exchange")
 
 PROG = "token-exchange"
-# A request body is a short JSON object; nothing useful is larger.
-MAX_BODY_BYTES = 64 * 1024
 # Store calls and bcrypt run here, never on the event loop.
 WORKER_THREADS = 16
 

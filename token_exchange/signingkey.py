@@ -90,6 +90,8 @@ def parse_signing_key(raw, path="<key>"):
         raise KeyFileError(path, "holds a public key; a private key is needed to sign")
     try:
         key = jwk.JWK(**data)
+        # Builds the private key object, which is when its parameters get checked.
+        private_key = key.get_op_key("sign")
     except Exception:  # jwcrypto's messages may quote parameters: never show them
         raise KeyFileError(path, f"is not a valid {kty} private JWK") from None
     if not key.has_private:
@@ -103,7 +105,7 @@ def parse_signing_key(raw, path="<key>"):
         on_curve = f" on {curve}" if curve else ""
         raise KeyFileError(path, f"algorithm {alg} does not match a {kty} key{on_curve}")
     if kty == "RSA":
-        bits = key.get_op_key("sign").key_size
+        bits = private_key.key_size
         if bits < MIN_RSA_BITS:
             raise KeyFileError(path, f"RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")
 

@@ -3,11 +3,17 @@
 import json
 import logging
 
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from token_exchange.handlers import errors
 
 log = logging.getLogger("token_exchange.handlers")
+
+# A token request is a short JSON object; 64 KiB is generous.
+MAX_BODY_BYTES = 64 * 1024
+# Bodies sent without a Content-Length are read (and dropped) up to this
+# much so they still get a clean 413; past it Tornado closes the connection.
+MAX_STREAMED_BYTES = 1024 * 1024
 
 
 class BaseHandler(RequestHandler):
@@ -52,6 +58,7 @@ class NotFoundHandler(BaseHandler):
         raise HTTPError(404)
 
 
+@stream_request_body
 class TokenHandler(BaseHandler):
     """Base of the two exchange endpoints: POST {"api_key": "..."}."""
 
@@ -60,10 +67,29 @@ class TokenHandler(BaseHandler):
     def initialize(self, verifier, issuer):
         self.verifier = verifier
         self.issuer = issuer
+        self._body_chunks = []
+        self._body_size = 0
+
+    def prepare(self):
+        super().prepare()
+        length = self.request.headers.get("Content-Length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            raise errors.request_body_too_large()
+        self.request.connection.set_max_body_size(MAX_STREAMED_BYTES)
+
+    def data_received(self, chunk):
+        self._body_size += len(chunk)
+        if self._body_size <= MAX_BODY_BYTES:
+            self._body_chunks.append(chunk)
+        else:
+            self._body_chunks = []
 
     def api_key_from_body(self):
+        if self._body_size > MAX_BODY_BYTES:
+            raise errors.request_body_too_large()
+        raw = b"".join(self._body_chunks)
         try:
-            body = json.loads(self.request.body.decode("utf-8"), parse_constant=_reject_constant)
+            body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise errors.invalid_request_body() from None
         if not isinstance(body, dict):

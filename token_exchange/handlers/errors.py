@@ -25,6 +25,10 @@ def invalid_api_key():
     return ApiError(401, "Invalid API key\n")
 
 
+def request_body_too_large():
+    return ApiError(413, "Request body too large\n")
+
+
 def failed_to_generate_token():
     return ApiError(500, "Failed to generate token\n")
 
@@ -42,7 +46,6 @@ def method_not_allowed(allowed_methods):
 GENERIC_BODIES = {
     400: "Bad request\n",
     404: "404 page not found\n",
-    413: "Request body too large\n",
     500: "Internal server error\n",
 }
 

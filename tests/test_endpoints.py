@@ -1,0 +1,291 @@
+"""Every row of SPEC.md's endpoint and error tables, over HTTP."""
+
+import json
+
+import pytest
+
+from tests.conftest import ALGS
+from tests.consumer import fetch_jwks, token_header, verify_token
+from tests.http import exchange, request
+from token_exchange.signingkey import PRIVATE_PARAMS
+from token_exchange.store import StoreUnavailable
+from token_exchange.tokens import TokenIssuer
+
+TEXT_PLAIN = "text/plain; charset=utf-8"
+ENDPOINTS = ("integration", "autojoin")
+
+
+def assert_error(response, status, body):
+    assert response.status == status
+    assert response.body == body.encode()
+    assert response.headers["Content-Type"] == TEXT_PLAIN
+
+
+# Successful exchanges, verified as a consumer does, for each key type.
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_integration_token_verifies_against_jwks(start_service, integration_key, alg):
+    service = start_service(alg)
+    key = integration_key("acme", tier=2)
+
+    response = exchange(service.base_url, "integration", key.api_key)
+
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.body.endswith(b"}\n")
+    token = response.json()["token"]
+    assert list(response.json()) == ["token"]
+    claims = verify_token(service.base_url, token, "integration")
+    assert claims["int_id"] == "acme"
+    assert claims["key_id"] == key.key_id
+    assert claims["tier"] == 2
+    assert "org" not in claims
+    header = token_header(token)
+    assert header["alg"] == alg
+    assert header["kid"] == service.signing_key.kid
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_autojoin_token_verifies_against_jwks(start_service, autojoin_key, alg):
+    service = start_service(alg)
+    key = autojoin_key("example-org")
+
+    response = exchange(service.base_url, "autojoin", key.api_key)
+
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+    claims = verify_token(service.base_url, response.json()["token"], "autojoin")
+    assert claims["org"] == "example-org"
+    assert not {"int_id", "key_id", "tier"} & set(claims)
+
+
+def test_token_of_one_audience_is_refused_for_the_other(service, integration_key):
+    token = exchange(service.base_url, "integration", integration_key().api_key).json()["token"]
+    with pytest.raises(Exception):
+        verify_token(service.base_url, token, "autojoin")
+
+
+def test_every_token_has_a_fresh_jti(service, integration_key, autojoin_key):
+    integration = integration_key()
+    autojoin = autojoin_key()
+    jtis = set()
+    for _ in range(10):
+        for endpoint, key, audience in (("integration", integration, "integration"),
+                                        ("autojoin", autojoin, "autojoin")):
+            token = exchange(service.base_url, endpoint, key.api_key).json()["token"]
+            jtis.add(verify_token(service.base_url, token, audience)["jti"])
+    assert len(jtis) == 20
+
+
+def test_expired_token_is_refused_by_a_consumer(start_service, integration_key):
+    clock = [1_000_000_000.0]  # long ago
+    service = start_service(issuer_factory=lambda key: TokenIssuer(key, clock=lambda: clock[0]))
+    token = exchange(service.base_url, "integration", integration_key().api_key).json()["token"]
+    with pytest.raises(Exception, match="[Ee]xpired"):
+        verify_token(service.base_url, token, "integration", now=clock[0])
+
+
+def test_token_signed_by_another_key_is_refused(start_service, integration_key):
+    first = start_service("ES256")
+    second = start_service("EdDSA")
+    token = exchange(first.base_url, "integration", integration_key().api_key).json()["token"]
+    with pytest.raises(AssertionError, match="kid"):
+        verify_token(second.base_url, token, "integration")
+
+
+def test_request_fields_beyond_api_key_are_ignored(service, integration_key):
+    key = integration_key()
+    body = json.dumps({"api_key": key.api_key, "extra": [1, 2], "tier": 9})
+    response = request(service.base_url, "POST", "/v0/token/integration", body)
+    assert response.status == 200
+    assert verify_token(service.base_url, response.json()["token"], "integration")["tier"] == 0
+
+
+def test_sha256_hash_written_by_the_go_tool_is_accepted(service, integration_key):
+    key = integration_key(hash_scheme="sha256")
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+
+
+def test_default_bcrypt_cost_key_is_accepted(service, integration_key):
+    key = integration_key(bcrypt_cost=12)
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+
+
+# JWKS and health.
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_jwks_serves_only_the_public_key(start_service, alg):
+    service = start_service(alg)
+    response = request(service.base_url, "GET", "/.well-known/jwks.json")
+
+    assert response.status == 200
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Cache-Control"] == "public, max-age=3600, must-revalidate"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    keys = response.json()["keys"]
+    assert len(keys) == 1
+    assert keys[0]["kid"] == service.signing_key.kid
+    assert keys[0]["alg"] == alg
+    assert not set(PRIVATE_PARAMS) & set(keys[0])
+    private_values = {str(v) for k, v in service.signing_key.jwk.export(as_dict=True).items()
+                      if k in PRIVATE_PARAMS}
+    assert private_values and not any(value in response.text for value in private_values)
+    assert fetch_jwks(service.base_url).get_key(service.signing_key.kid) is not None
+
+
+def test_health_says_ok(service):
+    response = request(service.base_url, "GET", "/health")
+    assert response.status == 200
+    assert response.body == b"ok"
+
+
+@pytest.mark.parametrize("path", ["/health", "/.well-known/jwks.json"])
+def test_head_is_allowed_where_get_is(service, path):
+    response = request(service.base_url, "HEAD", path)
+    assert response.status == 200
+    assert response.body == b""
+
+
+# 400: body not a JSON object, or api_key not a string.
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("body", [
+    b"", b"not json", b"{", b"[]", b'"mlabk.x"', b"42", b"null", b"true",
+    b'{"api_key": 42}', b'{"api_key": null}', b'{"api_key": ["k"]}', b'{"api_key": {"k": 1}}',
+    b'{"api_key": "k"} trailing', b'{"api_key": NaN}', b"\xff\xfe{}", b"[" * 50000,
+], ids=repr)
+def test_invalid_request_body_is_400(service, endpoint, body):
+    response = request(service.base_url, "POST", f"/v0/token/{endpoint}", body)
+    assert_error(response, 400, "Invalid request body\n")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_oversized_body_is_413(service, endpoint):
+    body = json.dumps({"api_key": "x" * 70_000})
+    response = request(service.base_url, "POST", f"/v0/token/{endpoint}", body)
+    assert_error(response, 413, "Request body too large\n")
+    assert request(service.base_url, "GET", "/health").status == 200
+
+
+# 401: malformed, unknown, not active, or secret mismatch.
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("body", [b"{}", b'{"api_key": ""}', b'{"API_KEY": "x"}'])
+def test_missing_or_empty_api_key_is_401(service, endpoint, body):
+    response = request(service.base_url, "POST", f"/v0/token/{endpoint}", body)
+    assert_error(response, 401, "Invalid API key\n")
+
+
+def test_unknown_integration_or_key_id_is_401(service, integration_key):
+    key = integration_key("acme")
+    secret = key.api_key.rsplit(".", 1)[1]
+    for api_key in (f"mlabk.cii_other.{key.key_id}.{secret}",
+                    f"mlabk.cii_acme.ki_0000000000000000.{secret}"):
+        assert_error(exchange(service.base_url, "integration", api_key), 401, "Invalid API key\n")
+
+
+def test_wrong_secret_is_401(service, integration_key):
+    for scheme in ("bcrypt", "sha256"):
+        key = integration_key(f"acme-{scheme}", hash_scheme=scheme)
+        prefix, secret = key.api_key.rsplit(".", 1)
+        for wrong in (secret[:-1] + ("A" if secret[-1] != "A" else "B"), secret[:-1], secret + "x", "x"):
+            assert_error(exchange(service.base_url, "integration", f"{prefix}.{wrong}"), 401, "Invalid API key\n")
+        assert exchange(service.base_url, "integration", key.api_key).status == 200
+
+
+def test_inactive_key_is_401(service, store, integration_key, db_path):
+    import sqlite3
+
+    key = integration_key()
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE integration_keys SET status = 'revoked' WHERE key_id = ?", (key.key_id,))
+    assert_error(exchange(service.base_url, "integration", key.api_key), 401, "Invalid API key\n")
+
+
+def test_secret_longer_than_bcrypt_limit_is_401_not_500(service, integration_key):
+    key = integration_key()
+    prefix, secret = key.api_key.rsplit(".", 1)
+    for length in (72, 73, 128):
+        long_secret = (secret * 4)[:length]
+        assert_error(exchange(service.base_url, "integration", f"{prefix}.{long_secret}"), 401,
+                     "Invalid API key\n")
+
+
+def test_unknown_autojoin_key_is_401(service, autojoin_key):
+    key = autojoin_key()
+    for wrong in (key.api_key[:-1], key.api_key + "x", key.api_key.upper(), "x" * 2000):
+        assert_error(exchange(service.base_url, "autojoin", wrong), 401, "Invalid API key\n")
+
+
+def test_key_of_one_kind_is_refused_by_the_other_endpoint(service, integration_key, autojoin_key):
+    assert_error(exchange(service.base_url, "autojoin", integration_key().api_key), 401, "Invalid API key\n")
+    assert_error(exchange(service.base_url, "integration", autojoin_key().api_key), 401, "Invalid API key\n")
+
+
+def test_namespaces_are_honoured(start_service, integration_key, autojoin_key):
+    integration = integration_key()
+    autojoin = autojoin_key()
+    other = start_service(integration_ns="other-integrations", platform_ns="other-platform")
+    assert_error(exchange(other.base_url, "integration", integration.api_key), 401, "Invalid API key\n")
+    assert_error(exchange(other.base_url, "autojoin", autojoin.api_key), 401, "Invalid API key\n")
+
+
+# 405: wrong method on a known path, with Allow.
+
+@pytest.mark.parametrize("method,path,allow", [
+    ("GET", "/v0/token/integration", "POST"),
+    ("PUT", "/v0/token/integration", "POST"),
+    ("HEAD", "/v0/token/autojoin", "POST"),
+    ("GET", "/v0/token/autojoin", "POST"),
+    ("DELETE", "/v0/token/autojoin", "POST"),
+    ("POST", "/.well-known/jwks.json", "GET, HEAD"),
+    ("PATCH", "/.well-known/jwks.json", "GET, HEAD"),
+    ("POST", "/health", "GET, HEAD"),
+    ("BREW", "/health", "GET, HEAD"),
+])
+def test_wrong_method_is_405_with_allow(service, method, path, allow):
+    response = request(service.base_url, method, path)
+    assert response.status == 405
+    assert response.headers["Allow"] == allow
+    if method != "HEAD":
+        assert response.body == b"Method not allowed\n"
+
+
+@pytest.mark.parametrize("path", ["/", "/v0/token", "/v0/token/integration/", "/v0/token/other", "/healthz"])
+def test_unknown_path_is_404(service, path):
+    assert_error(request(service.base_url, "GET", path), 404, "404 page not found\n")
+
+
+# 500 and 503.
+
+class FailingIssuer(TokenIssuer):
+    def _sign(self, audience, extra_claims):
+        raise RuntimeError("signing backend failed")
+
+
+def test_signing_failure_is_500(start_service, integration_key, autojoin_key):
+    service = start_service(issuer_factory=FailingIssuer)
+    assert_error(exchange(service.base_url, "integration", integration_key().api_key), 500,
+                 "Failed to generate token\n")
+    assert_error(exchange(service.base_url, "autojoin", autojoin_key().api_key), 500,
+                 "Failed to generate token\n")
+
+
+def test_unavailable_store_is_503_with_retry_after(service, integration_key, autojoin_key, monkeypatch):
+    integration = integration_key()
+    autojoin = autojoin_key()
+
+    def unavailable(*args):
+        raise StoreUnavailable("disk I/O error")
+
+    monkeypatch.setattr(service.store, "get_integration_key", unavailable)
+    monkeypatch.setattr(service.store, "find_autojoin_org", unavailable)
+    for endpoint, key in (("integration", integration), ("autojoin", autojoin)):
+        response = exchange(service.base_url, endpoint, key.api_key)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert response.headers["Content-Type"] == TEXT_PLAIN
+        assert response.body == b"Key store unavailable, retry later\n"
+    monkeypatch.undo()
+    assert exchange(service.base_url, "integration", integration.api_key).status == 200

@@ -1,0 +1,141 @@
+"""The embedded SQLite store: no plaintext at rest, WAL, shared by service and tools."""
+
+import concurrent.futures
+import sqlite3
+
+import pytest
+
+from tests.conftest import TEST_BCRYPT_COST
+from tests.http import exchange
+from token_exchange.provisioning import create_autojoin_key, create_integration_key
+from token_exchange.secrethash import sha256_hex
+from token_exchange.store import AlreadyExists, NotFound, StoreError, StoreUnavailable, open_store
+from token_exchange.store.sqlite import SQLiteKeyStore
+
+
+def file_bytes(db_path):
+    data = db_path.read_bytes()
+    wal = db_path.with_name(db_path.name + "-wal")
+    return data + (wal.read_bytes() if wal.exists() else b"")
+
+
+def test_no_plaintext_secret_is_stored(store, db_path, integration_key, autojoin_key):
+    integration = integration_key()
+    autojoin = autojoin_key()
+    secret = integration.api_key.rsplit(".", 1)[1].encode()
+
+    stored = file_bytes(db_path)
+    assert secret not in stored
+    assert integration.api_key.encode() not in stored
+    assert autojoin.api_key.encode() not in stored
+    # What is stored is the bcrypt hash and the autojoin key's SHA-256.
+    with sqlite3.connect(db_path) as conn:
+        (key_hash,) = conn.execute("SELECT key_hash FROM integration_keys").fetchone()
+        (autojoin_hash,) = conn.execute("SELECT key_sha256 FROM autojoin_keys").fetchone()
+    assert key_hash.startswith(f"$2b$0{TEST_BCRYPT_COST}$")
+    assert autojoin_hash == sha256_hex(autojoin.api_key.encode())
+
+
+def test_records_read_back(store, integration_key, autojoin_key):
+    integration = integration_key("acme", tier=3, key_description="prod")
+    record = store.get_integration_key("acme", integration.key_id)
+    assert (record.integration_id, record.key_id, record.status, record.tier) == ("acme", integration.key_id,
+                                                                                  "active", 3)
+    assert "$2b$" not in repr(record)
+    assert store.get_integration_key("acme", "ki_missing") is None
+    assert store.find_autojoin_org(autojoin_key("org-a").api_key) == "org-a"
+    assert store.find_autojoin_org("unknown") is None
+
+
+def test_wal_mode_and_schema_version(store, db_path):
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+
+
+def test_existing_key_id_is_never_overwritten(store, integration_key):
+    first = integration_key("acme", key_id="ki_fixed")
+    with pytest.raises(AlreadyExists, match="ki_fixed"):
+        integration_key("acme", key_id="ki_fixed")
+    assert store.get_integration_key("acme", "ki_fixed").key_hash  # the first one is intact
+    assert first.key_id == "ki_fixed"
+
+
+def test_second_key_keeps_the_integration(store, integration_key):
+    first = integration_key("acme", integration_description="Acme Inc")
+    second = integration_key("acme", integration_description="ignored")
+    assert first.integration_created and not second.integration_created
+    assert store.get_integration_key("acme", first.key_id) and store.get_integration_key("acme", second.key_id)
+
+
+def test_keys_need_their_parent(store):
+    with pytest.raises(NotFound):
+        store.add_integration_key("nobody", "ki_1", "hash")
+    with pytest.raises(NotFound):
+        store.add_autojoin_key("no-org", "key")
+
+
+def test_namespaces_are_separate(db_path):
+    default = SQLiteKeyStore(str(db_path))
+    other = SQLiteKeyStore(str(db_path), integration_ns="ns2", platform_ns="ns2")
+    try:
+        integration = create_integration_key(default, "acme", bcrypt_cost=TEST_BCRYPT_COST)
+        autojoin = create_autojoin_key(other, "org")
+        assert other.get_integration_key("acme", integration.key_id) is None
+        assert default.find_autojoin_org(autojoin.api_key) is None
+        assert other.find_autojoin_org(autojoin.api_key) == "org"
+    finally:
+        default.close()
+        other.close()
+
+
+def test_tool_writes_while_service_serves(service, db_path):
+    """Several writers (as tools would be) and the service on one file at once."""
+    def create(n):
+        writer = SQLiteKeyStore(str(db_path))
+        try:
+            return create_integration_key(writer, f"int-{n % 3}", bcrypt_cost=TEST_BCRYPT_COST)
+        finally:
+            writer.close()
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        created = list(pool.map(create, range(12)))
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(lambda k: exchange(service.base_url, "integration", k.api_key).status, created))
+    assert statuses == [200] * 12
+
+
+def test_unopenable_file_is_a_clear_store_error(tmp_path):
+    with pytest.raises(StoreError, match=r"sqlite:.*missing-dir.*cannot open"):
+        open_store(f"sqlite:{tmp_path}/missing-dir/keys.db")
+    not_a_db = tmp_path / "not.db"
+    not_a_db.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        open_store(f"sqlite:{not_a_db}")
+
+
+def test_newer_schema_is_refused(db_path):
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(StoreError, match="newer"):
+        SQLiteKeyStore(str(db_path))
+
+
+def test_read_failure_is_unavailable_not_missing(store, db_path, integration_key):
+    key = integration_key()
+    store.close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DROP TABLE integration_keys")
+    with pytest.raises(StoreUnavailable):
+        store.get_integration_key("acme", key.key_id)
+
+
+@pytest.mark.parametrize("spec", ["", "sqlite:", "postgres:x", "Datastore"])
+def test_invalid_store_spec(spec):
+    with pytest.raises(ValueError):
+        open_store(spec)
+
+
+def test_datastore_is_refused_clearly_until_supported():
+    with pytest.raises(StoreError, match="use -store sqlite:PATH"):
+        open_store("datastore")
