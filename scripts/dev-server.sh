@@ -17,9 +17,9 @@ fi
 cat <<MSG
 
 Starting token-exchange on the embedded store ($STORE).
-In another terminal, create a key and exchange it:
+In another terminal, create a key and exchange it (8080 unless you chose -port):
   python3 dist/create-integration.pyz -store $STORE -integration-id demo
-  curl -s -X POST localhost:${PORT:-8080}/v0/token/integration -d '{"api_key": "<API Key printed above>"}'
+  curl -s -X POST localhost:8080/v0/token/integration -d '{"api_key": "<API Key printed above>"}'
 
 MSG
 exec python3 dist/token-exchange.pyz -store "$STORE" -private-key-path "$KEY" "$@"
