@@ -19,6 +19,11 @@ class FlagParser(configargparse.ArgumentParser):
         super().__init__(prog=prog, description=description, allow_abbrev=False,
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
+    def _get_option_tuples(self, option_string):
+        # Go's flag package knows no abbreviations, and allow_abbrev=False
+        # does not stop them for single-dash long flags on every Python.
+        return []
+
     def error(self, message):
         # One clear line, not argparse's usage dump.
         sys.stderr.write(f"{self.prog}: error: {message}\n")
@@ -45,9 +50,16 @@ def checked(check, what):
     return convert
 
 
+def _decimal(value):
+    """int() of plain ASCII digits only (int() also takes ' 8', '1_0' and other scripts' digits)."""
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError
+    return int(value)
+
+
 def _port(value):
     try:
-        port = int(value)
+        port = _decimal(value)
     except ValueError:
         raise ValueError(f"invalid port {value!r}: not a number") from None
     if not 0 <= port <= 65535:
@@ -65,12 +77,9 @@ def _listen_address(value):
 
 def _non_negative_int(value):
     try:
-        number = int(value)
+        return _decimal(value)
     except ValueError:
-        raise ValueError(f"invalid number {value!r}") from None
-    if number < 0:
-        raise ValueError(f"invalid number {value!r}: must not be negative")
-    return number
+        raise ValueError(f"invalid number {value!r}: expected a whole number of 0 or more") from None
 
 
 port_number = checked(_port, "port")

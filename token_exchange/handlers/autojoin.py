@@ -11,8 +11,7 @@ log = logging.getLogger("token_exchange.handlers")
 
 
 class AutojoinHandler(TokenHandler):
-    async def post(self):
-        api_key = self.api_key_from_body()
+    async def exchange(self, api_key):
         try:
             org = await self.verifier.verify_autojoin_key(api_key)
         except InvalidKey as e:

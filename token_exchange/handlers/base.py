@@ -11,9 +11,9 @@ log = logging.getLogger("token_exchange.handlers")
 
 # A token request is a short JSON object; 64 KiB is generous.
 MAX_BODY_BYTES = 64 * 1024
-# Bodies sent without a Content-Length are read (and dropped) up to this
-# much so they still get a clean 413; past it Tornado closes the connection.
-MAX_STREAMED_BYTES = 1024 * 1024
+# Tornado's own cap for a streamed body, raised so that it never answers a
+# bare 400 before data_received() has sent our 413 and closed the connection.
+MAX_STREAMED_BYTES = 1024 * 1024 * 1024
 
 
 class BaseHandler(RequestHandler):
@@ -78,18 +78,33 @@ class TokenHandler(BaseHandler):
         self.request.connection.set_max_body_size(MAX_STREAMED_BYTES)
 
     def data_received(self, chunk):
+        if self._finished:
+            return
         self._body_size += len(chunk)
         if self._body_size <= MAX_BODY_BYTES:
             self._body_chunks.append(chunk)
-        else:
-            self._body_chunks = []
+            return
+        # A body without Content-Length grew too large: answer now rather
+        # than read the rest. Tornado closes the connection afterwards.
+        self._body_chunks = []
+        too_large = errors.request_body_too_large()
+        self.send_error(too_large.status_code, exc_info=(type(too_large), too_large, None))
+
+    async def post(self):
+        if self._finished:  # answered 413 while the body streamed in
+            return
+        await self.exchange(self.api_key_from_body())
+
+    async def exchange(self, api_key):
+        raise NotImplementedError
 
     def api_key_from_body(self):
-        if self._body_size > MAX_BODY_BYTES:
-            raise errors.request_body_too_large()
         raw = b"".join(self._body_chunks)
         try:
-            body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            # Numbers stay unconverted, as Go's decoder leaves them in ignored
+            # fields: a 5000-digit number beside the key must not fail parsing.
+            body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant,
+                              parse_int=_JSONNumber, parse_float=_JSONNumber)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise errors.invalid_request_body() from None
         if not isinstance(body, dict):
@@ -107,6 +122,13 @@ class TokenHandler(BaseHandler):
             log.exception("signing failed for %s", self.request.path)
             raise errors.failed_to_generate_token() from None
         self.write_json({"token": token})
+
+
+class _JSONNumber:
+    __slots__ = ("text",)
+
+    def __init__(self, text):
+        self.text = text
 
 
 def _reject_constant(name):

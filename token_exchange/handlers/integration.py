@@ -11,8 +11,7 @@ log = logging.getLogger("token_exchange.handlers")
 
 
 class IntegrationHandler(TokenHandler):
-    async def post(self):
-        api_key = self.api_key_from_body()
+    async def exchange(self, api_key):
         try:
             identity = await self.verifier.verify_integration_key(api_key)
         except InvalidKey as e:

@@ -1,0 +1,184 @@
+"""The service's configuration: SPEC.md's flag table, Go flag spellings,
+environment variables, and one clear line on stderr (exit 2) for bad input."""
+
+import pytest
+
+from token_exchange.config import parse_config
+
+# SPEC.md's configuration table, plus -store: (flag, env var, attribute, default, another valid value, parsed).
+FLAGS = [
+    ("port", "PORT", "port", 8080, "9000", 9000),
+    ("private-key-path", "PRIVATE_KEY_PATH", "private_key_path", "/secrets/jwk-priv.json", "/tmp/k.json",
+     "/tmp/k.json"),
+    ("platform-ns", "PLATFORM_NS", "platform_ns", "platform-credentials", "other-platform", "other-platform"),
+    ("client-integration-ns", "CLIENT_INTEGRATION_NS", "client_integration_ns", "client-integration",
+     "other-integrations", "other-integrations"),
+    ("project-id", "PROJECT_ID", "project_id", "mlab-sandbox", "mlab-oti", "mlab-oti"),
+    ("prometheusx.listen-address", "PROMETHEUSX_LISTEN_ADDRESS", "prometheusx_listen_address", ":9990",
+     "127.0.0.1:9991", "127.0.0.1:9991"),
+    ("store", "STORE", "store", "datastore", "sqlite:/var/lib/keys.db", "sqlite:/var/lib/keys.db"),
+]
+FLAG_IDS = [flag for flag, *_ in FLAGS]
+SPELLINGS = {
+    "-flag value": lambda flag, value: [f"-{flag}", value],
+    "-flag=value": lambda flag, value: [f"-{flag}={value}"],
+    "--flag value": lambda flag, value: [f"--{flag}", value],
+    "--flag=value": lambda flag, value: [f"--{flag}={value}"],
+}
+
+
+def defaults():
+    return {attribute: default for _, _, attribute, default, _, _ in FLAGS}
+
+
+def assert_config(config, **changed):
+    assert vars(config) == {**defaults(), **changed}
+
+
+def refused(capsys, argv, env=None):
+    """Parse, expecting exit 2 and one error line; return that line."""
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(argv, {} if env is None else env)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("token-exchange: error: ")
+    assert captured.err.endswith("\n") and captured.err.count("\n") == 1, captured.err
+    return captured.err
+
+
+def test_defaults_are_those_of_the_spec():
+    assert vars(parse_config([], {})) == {
+        "port": 8080,
+        "private_key_path": "/secrets/jwk-priv.json",
+        "platform_ns": "platform-credentials",
+        "client_integration_ns": "client-integration",
+        "project_id": "mlab-sandbox",
+        "prometheusx_listen_address": ":9990",
+        "store": "datastore",
+    }
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+@pytest.mark.parametrize("flag,env,attribute,default,value,parsed", FLAGS, ids=FLAG_IDS)
+def test_every_flag_in_every_go_spelling(flag, env, attribute, default, value, parsed, spelling):
+    assert_config(parse_config(SPELLINGS[spelling](flag, value), {}), **{attribute: parsed})
+
+
+@pytest.mark.parametrize("flag,env,attribute,default,value,parsed", FLAGS, ids=FLAG_IDS)
+def test_every_environment_variable(flag, env, attribute, default, value, parsed):
+    assert_config(parse_config([], {env: value}), **{attribute: parsed})
+
+
+def test_environment_defaults_to_the_process_environment(monkeypatch):
+    for _, env, *_ in FLAGS:
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("PORT", "9000")
+    monkeypatch.setenv("PROJECT_ID", "mlab-oti")
+    assert_config(parse_config([]), port=9000, project_id="mlab-oti")
+
+
+def test_all_environment_variables_together():
+    env = {env: value for _, env, _, _, value, _ in FLAGS}
+    assert vars(parse_config([], env)) == {attribute: parsed for _, _, attribute, _, _, parsed in FLAGS}
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+@pytest.mark.parametrize("flag,env,attribute,default,value,parsed", FLAGS, ids=FLAG_IDS)
+def test_command_line_wins_over_environment(flag, env, attribute, default, value, parsed, spelling):
+    # The environment holds another valid value; the flag's own value must win.
+    config = parse_config(SPELLINGS[spelling](flag, value), {env: str(default)})
+    assert_config(config, **{attribute: parsed})
+
+
+def test_command_line_wins_over_environment_for_one_flag_only():
+    config = parse_config(["-port", "9000"], {"PORT": "7000", "PROJECT_ID": "mlab-oti"})
+    assert_config(config, port=9000, project_id="mlab-oti")
+
+
+def test_environment_variable_names_are_exact():
+    # Only the SPEC's names count: not lower case, not with dashes or dots.
+    env = {"port": "1", "Port": "2", "PRIVATE-KEY-PATH": "/x", "PROMETHEUSX.LISTEN_ADDRESS": ":1",
+           "TOKEN_EXCHANGE_PORT": "3"}
+    assert_config(parse_config([], env))
+
+
+def test_flag_given_twice_takes_the_last_value():
+    assert parse_config(["-port", "1", "--port=2"], {}).port == 2
+
+
+def test_empty_string_values_are_kept_for_text_flags():
+    assert parse_config(["-project-id="], {}).project_id == ""
+
+
+# -store
+
+@pytest.mark.parametrize("value", ["datastore", "sqlite:/var/lib/keys.db", "sqlite:keys.db", "sqlite:./a b/k.db",
+                                   "sqlite::memory:"])
+def test_store_accepts_datastore_and_sqlite_path(value):
+    assert parse_config(["-store", value], {}).store == value
+    assert parse_config([], {"STORE": value}).store == value
+
+
+@pytest.mark.parametrize("value", ["", "sqlite:", "sqlite", "sqlite/keys.db", "Datastore", "datastore ",
+                                   "postgres://db/keys", "file:/keys.db", "memory"])
+def test_store_refuses_anything_else(capsys, value):
+    line = refused(capsys, ["-store", value])
+    assert "store" in line and repr(value) in line
+    line = refused(capsys, [], {"STORE": value})
+    assert "store" in line and repr(value) in line
+
+
+# -port
+
+@pytest.mark.parametrize("value,port", [("0", 0), ("1", 1), ("8080", 8080), ("65535", 65535)])
+def test_port_range(value, port):
+    assert parse_config(["-port", value], {}).port == port
+
+
+@pytest.mark.parametrize("value", ["", "x", "80x", "80.0", "1e3", "-1", "65536", "99999999999999999999"])
+def test_invalid_port_is_refused(capsys, value):
+    line = refused(capsys, [f"-port={value}"])
+    assert "port" in line and repr(value) in line
+    line = refused(capsys, [], {"PORT": value})
+    assert "port" in line and repr(value) in line
+
+
+def test_flag_without_its_value_is_refused(capsys):
+    assert "-port" in refused(capsys, ["-port"])
+    assert "-store" in refused(capsys, ["-port", "1", "-store"])
+
+
+# Unknown flags and arguments
+
+@pytest.mark.parametrize("argv", [["-foo"], ["--foo=1"], ["-foo", "1"], ["-port-number", "1"], ["extra"],
+                                  ["-port", "1", "extra"], ["-private-key"], ["-key-path", "/x"]])
+def test_unknown_flag_or_argument_is_refused(capsys, argv):
+    line = refused(capsys, argv)
+    assert argv[-1] in line or argv[0] in line
+
+
+@pytest.mark.parametrize("argv", [["-por", "1"], ["-s", "sqlite:/x"], ["-platform", "x"], ["-proj", "x"],
+                                  ["-prometheusx", ":1"], ["-private-key", "/x"], ["--por", "1"]], ids=" ".join)
+def test_abbreviated_flag_is_unknown(capsys, argv):
+    # Go's flag package knows no abbreviations: "flag provided but not defined: -por".
+    line = refused(capsys, argv)
+    assert argv[0] in line
+
+
+# -prometheusx.listen-address
+
+@pytest.mark.parametrize("value", [":9990", ":0", "localhost:9990", "0.0.0.0:9990", "127.0.0.1:65535",
+                                   "[::1]:9990", "[::]:9990"])
+def test_listen_address_accepts_host_and_port(value):
+    assert parse_config(["-prometheusx.listen-address", value], {}).prometheusx_listen_address == value
+    assert parse_config([], {"PROMETHEUSX_LISTEN_ADDRESS": value}).prometheusx_listen_address == value
+
+
+@pytest.mark.parametrize("value", ["", "9990", "localhost", ":", "localhost:", ":x", ":70000", ":-1",
+                                   "localhost:http"])
+def test_listen_address_without_a_valid_port_is_refused(capsys, value):
+    line = refused(capsys, [f"-prometheusx.listen-address={value}"])
+    assert "listen address" in line or "port" in line
+    assert "prometheusx.listen-address" in line
+    refused(capsys, [], {"PROMETHEUSX_LISTEN_ADDRESS": value})
