@@ -1,0 +1,463 @@
+"""The operator tools end to end, as built zipapps run by a plain python3 -I.
+
+Keys made by create-integration and create-autojoin-key are exchanged over
+HTTP by the built service zipapp on the same SQLite file, and the tokens
+verified as a consumer does; keys made by generate-jwk sign those tokens.
+"""
+
+import base64
+import hashlib
+import json
+import re
+import sqlite3
+import stat
+import threading
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import ALGS, TEST_BCRYPT_COST
+from tests.consumer import token_header, verify_token
+from tests.http import exchange
+from tests.zipapp_service import error_line, only_line, run_zipapp, zipapp_home, zipapp_services  # noqa: F401
+
+SAVE_WARNING = "IMPORTANT: Save the API key now. It cannot be retrieved later."
+# The Go tool's block, exactly: a blank line, the header, aligned fields, a blank line, the warning.
+INTEGRATION_BLOCK = re.compile(
+    "\n"
+    "=== API Key Created ===\n"
+    "Integration ID: (?P<integration_id>[^\n]+)\n"
+    "Key ID:         (?P<key_id>[^\n]+)\n"
+    "API Key:        (?P<api_key>[^\n]+)\n"
+    "\n"
+    + re.escape(SAVE_WARNING) + "\n"
+)
+AUTOJOIN_BLOCK = re.compile(
+    "\n"
+    "=== API Key Created ===\n"
+    "Organization:   (?P<org>[^\n]+)\n"
+    "API Key:        (?P<api_key>[^\n]+)\n"
+    "\n"
+    + re.escape(SAVE_WARNING) + "\n"
+)
+RANDOM_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 random bytes, base64url without padding
+GENERATED_KEY_ID = re.compile(r"ki_[0-9a-f]{16}")
+
+
+@dataclass
+class IntegrationKey:
+    integration_id: str
+    key_id: str
+    api_key: str
+    stderr: str
+
+    @property
+    def secret(self):
+        return self.api_key.rsplit(".", 1)[1]
+
+
+@dataclass
+class AutojoinKey:
+    org: str
+    api_key: str
+    stderr: str
+
+
+class Tools:
+    """The tool zipapps, each run as its own process."""
+
+    def __init__(self, built_zipapps, home):
+        self.zipapps = built_zipapps
+        self.home = home
+
+    def run(self, name, *args, env=None, **kwargs):
+        return run_zipapp(self.zipapps[name], args, self.home, env, **kwargs)
+
+    def create_integration(self, db_path, integration_id, *args, bcrypt_cost=TEST_BCRYPT_COST, env=None):
+        """Run create-integration; check its exit status and exact output; return the parsed key."""
+        cost = [] if bcrypt_cost is None else ["-bcrypt-cost", bcrypt_cost]
+        store = [] if db_path is None else ["-store", f"sqlite:{db_path}"]
+        ids = [] if integration_id is None else ["-integration-id", integration_id]
+        done = self.run("create-integration", *store, *ids, *cost, *args, env=env)
+        assert done.returncode == 0, done.stderr
+        block = INTEGRATION_BLOCK.fullmatch(done.stdout)
+        assert block, done.stdout
+        key = IntegrationKey(block["integration_id"], block["key_id"], block["api_key"], done.stderr)
+        prefix = f"mlabk.cii_{key.integration_id}.{key.key_id}."
+        assert key.api_key.startswith(prefix)
+        assert RANDOM_SECRET.fullmatch(key.api_key[len(prefix):])
+        assert key.api_key not in done.stderr and key.secret not in done.stderr
+        return key
+
+    def create_autojoin_key(self, db_path, org, *args, env=None):
+        store = [] if db_path is None else ["-store", f"sqlite:{db_path}"]
+        orgs = [] if org is None else ["-org", org]
+        done = self.run("create-autojoin-key", *store, *orgs, *args, env=env)
+        assert done.returncode == 0, done.stderr
+        block = AUTOJOIN_BLOCK.fullmatch(done.stdout)
+        assert block, done.stdout
+        assert RANDOM_SECRET.fullmatch(block["api_key"])
+        assert block["api_key"] not in done.stderr
+        return AutojoinKey(block["org"], block["api_key"], done.stderr)
+
+
+@pytest.fixture
+def tools(built_zipapps, zipapp_home):
+    return Tools(built_zipapps, zipapp_home)
+
+
+def integration_claims(service, api_key):
+    response = exchange(service.base_url, "integration", api_key)
+    assert response.status == 200, response.body
+    return verify_token(service.base_url, response.json()["token"], "integration")
+
+
+def autojoin_claims(service, api_key):
+    response = exchange(service.base_url, "autojoin", api_key)
+    assert response.status == 200, response.body
+    return verify_token(service.base_url, response.json()["token"], "autojoin")
+
+
+def assert_refused(service, endpoint, api_key):
+    response = exchange(service.base_url, endpoint, api_key)
+    assert (response.status, response.body) == (401, b"Invalid API key\n")
+
+
+def rows(db_path, sql, params=()):
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def stored_hash(db_path, integration_id, key_id):
+    (row,) = rows(db_path, "SELECT key_hash FROM integration_keys WHERE integration_id = ? AND key_id = ?",
+                  (integration_id, key_id))
+    return row[0]
+
+
+def other_secret(api_key):
+    """The same key with its secret's last character changed."""
+    return api_key[:-1] + ("A" if api_key[-1] != "A" else "B")
+
+
+# create-integration and create-autojoin-key, then the built service.
+
+def test_created_integration_key_is_exchanged_by_the_built_service(tools, zipapp_services, db_path):
+    key = tools.create_integration(db_path, "acme")
+    assert key.integration_id == "acme"
+    assert GENERATED_KEY_ID.fullmatch(key.key_id)
+
+    service = zipapp_services.start(store_path=db_path)
+    claims = integration_claims(service, key.api_key)
+    assert (claims["int_id"], claims["key_id"], claims["tier"]) == ("acme", key.key_id, 0)
+    assert_refused(service, "integration", other_secret(key.api_key))
+    assert rows(db_path, "SELECT status, tier FROM integration_keys") == [("active", 0)]
+
+
+def test_created_autojoin_key_is_exchanged_by_the_built_service(tools, zipapp_services, db_path):
+    key = tools.create_autojoin_key(db_path, "example-org", "-email", "ops@example.org")
+    assert key.org == "example-org"
+
+    service = zipapp_services.start(store_path=db_path)
+    assert autojoin_claims(service, key.api_key)["org"] == "example-org"
+    assert_refused(service, "autojoin", other_secret(key.api_key))
+    assert rows(db_path, "SELECT name, email FROM organizations") == [("example-org", "ops@example.org")]
+
+
+def test_keys_created_while_the_service_runs_work_at_once(tools, zipapp_services, db_path):
+    first = tools.create_integration(db_path, "acme")
+    service = zipapp_services.start(store_path=db_path)
+    assert rows(db_path, "PRAGMA journal_mode") == [("wal",)]
+
+    # The service keeps reading the file while the tools write to it.
+    statuses = []
+    done = threading.Event()
+
+    def keep_exchanging():
+        while not done.is_set():
+            statuses.append(exchange(service.base_url, "integration", first.api_key).status)
+
+    reader = threading.Thread(target=keep_exchanging)
+    reader.start()
+    try:
+        second = tools.create_integration(db_path, "acme", "-key-tier", "2")
+        autojoin = tools.create_autojoin_key(db_path, "example-org")
+        third = tools.create_integration(db_path, "globex")
+    finally:
+        done.set()
+        reader.join(30)
+
+    assert statuses and set(statuses) == {200}
+    assert "already existed" in second.stderr  # the second key joined the existing integration
+    claims = integration_claims(service, second.api_key)
+    assert (claims["int_id"], claims["key_id"], claims["tier"]) == ("acme", second.key_id, 2)
+    assert integration_claims(service, third.api_key)["int_id"] == "globex"
+    assert autojoin_claims(service, autojoin.api_key)["org"] == "example-org"
+    assert integration_claims(service, first.api_key)["key_id"] == first.key_id
+
+
+# create-integration's flags.
+
+def test_key_tier(tools, zipapp_services, db_path):
+    key = tools.create_integration(db_path, "acme", "-key-tier", "7")
+    service = zipapp_services.start(store_path=db_path)
+    assert integration_claims(service, key.api_key)["tier"] == 7
+    assert rows(db_path, "SELECT tier FROM integration_keys") == [(7,)]
+
+
+def test_chosen_key_id(tools, zipapp_services, db_path):
+    key = tools.create_integration(db_path, "acme", "-key-id", "ki_custom")
+    assert key.key_id == "ki_custom"
+    assert key.api_key.startswith("mlabk.cii_acme.ki_custom.")
+    service = zipapp_services.start(store_path=db_path)
+    assert integration_claims(service, key.api_key)["key_id"] == "ki_custom"
+
+
+def test_descriptions_are_stored(tools, db_path):
+    key = tools.create_integration(db_path, "acme", "-integration-description", "Acme Corp speed tests",
+                                   "-key-description", "backend, eu-west")
+    assert rows(db_path, "SELECT integration_id, description FROM integrations") == [
+        ("acme", "Acme Corp speed tests")]
+    assert rows(db_path, "SELECT key_id, description, status FROM integration_keys") == [
+        (key.key_id, "backend, eu-west", "active")]
+
+
+def test_existing_integration_keeps_its_description(tools, db_path):
+    tools.create_integration(db_path, "acme", "-integration-description", "first")
+    second = tools.create_integration(db_path, "acme", "-integration-description", "second")
+    assert "already existed" in second.stderr
+    assert rows(db_path, "SELECT description FROM integrations") == [("first",)]
+    assert len(rows(db_path, "SELECT key_id FROM integration_keys")) == 2
+
+
+def test_integration_namespace(tools, zipapp_services, db_path):
+    key = tools.create_integration(db_path, "acme", "-namespace", "partner-integrations")
+    assert rows(db_path, "SELECT namespace FROM integration_keys") == [("partner-integrations",)]
+
+    default_ns = zipapp_services.start(store_path=db_path)
+    assert_refused(default_ns, "integration", key.api_key)
+    matching_ns = zipapp_services.start("-client-integration-ns", "partner-integrations", store_path=db_path)
+    assert integration_claims(matching_ns, key.api_key)["key_id"] == key.key_id
+
+
+def test_autojoin_namespace(tools, zipapp_services, db_path):
+    key = tools.create_autojoin_key(db_path, "example-org", "-namespace", "partner-platform")
+    assert rows(db_path, "SELECT namespace FROM autojoin_keys") == [("partner-platform",)]
+
+    default_ns = zipapp_services.start(store_path=db_path)
+    assert_refused(default_ns, "autojoin", key.api_key)
+    matching_ns = zipapp_services.start("-platform-ns", "partner-platform", store_path=db_path)
+    assert autojoin_claims(matching_ns, key.api_key)["org"] == "example-org"
+
+
+def test_sha256_hash_as_the_go_tool_writes_it(tools, zipapp_services, db_path):
+    key = tools.create_integration(db_path, "acme", "-hash", "sha256", bcrypt_cost=None)
+    key_hash = stored_hash(db_path, "acme", key.key_id)
+    assert re.fullmatch(r"[0-9a-f]{64}", key_hash)
+    assert key_hash == hashlib.sha256(key.secret.encode()).hexdigest()
+    service = zipapp_services.start(store_path=db_path)
+    assert integration_claims(service, key.api_key)["key_id"] == key.key_id
+    assert_refused(service, "integration", other_secret(key.api_key))
+
+
+def test_default_is_bcrypt_cost_12(tools, zipapp_services, db_path):
+    key = tools.create_integration(db_path, "acme", bcrypt_cost=None)
+    assert stored_hash(db_path, "acme", key.key_id).startswith("$2b$12$")
+    service = zipapp_services.start(store_path=db_path)
+    assert integration_claims(service, key.api_key)["key_id"] == key.key_id
+
+
+def test_bcrypt_cost_4(tools, zipapp_services, db_path):
+    key = tools.create_integration(db_path, "acme", "-bcrypt-cost", "4", bcrypt_cost=None)
+    key_hash = stored_hash(db_path, "acme", key.key_id)
+    assert key_hash.startswith("$2b$04$") and len(key_hash) == 60
+    service = zipapp_services.start(store_path=db_path)
+    assert integration_claims(service, key.api_key)["key_id"] == key.key_id
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("-bcrypt-cost", "3"),
+    ("-bcrypt-cost", "32"),
+    ("-bcrypt-cost", "twelve"),
+    ("-bcrypt-cost", ""),
+    ("-key-tier", "-1"),
+    ("-key-tier", "gold"),
+    ("-hash", "md5"),
+])
+def test_invalid_flag_value_exits_2_with_one_line(tools, db_path, flag, value):
+    done = tools.run("create-integration", "-store", f"sqlite:{db_path}", "-integration-id", "acme", flag, value)
+    assert done.returncode == 2
+    line = only_line(done, "create-integration")
+    assert flag in line
+    assert not db_path.exists()
+
+
+# Required flags, and flags from the environment.
+
+@pytest.mark.parametrize("tool,args,flag", [
+    ("create-integration", ["-store", "sqlite:{db}"], "-integration-id"),
+    ("create-integration", ["-store", "sqlite:{db}", "-integration-id", ""], "-integration-id"),
+    ("create-autojoin-key", ["-store", "sqlite:{db}"], "-org"),
+    ("create-integration", ["-integration-id", "acme"], "-project"),
+    ("create-autojoin-key", ["-org", "example-org"], "-project"),
+    ("generate-jwk", ["-alg", "EdDSA"], "-out"),
+], ids=["integration-id", "empty-integration-id", "org", "integration-project", "autojoin-project", "out"])
+def test_missing_required_flag(tools, db_path, tool, args, flag):
+    done = tools.run(tool, *(arg.format(db=db_path) for arg in args))
+    assert done.returncode == 2  # as README.md says
+    line = only_line(done, tool)
+    assert re.search(re.escape(flag) + r"\b", line), line
+    assert "required" in line
+    assert not db_path.exists()
+
+
+def test_integration_flags_from_the_environment(tools, zipapp_services, db_path):
+    key = tools.create_integration(None, None, bcrypt_cost=None, env={
+        "STORE": f"sqlite:{db_path}", "INTEGRATION_ID": "envco", "KEY_ID": "ki_fromenv", "KEY_TIER": "5",
+        "BCRYPT_COST": str(TEST_BCRYPT_COST), "KEY_DESCRIPTION": "from env"})
+    assert (key.integration_id, key.key_id) == ("envco", "ki_fromenv")
+    assert stored_hash(db_path, "envco", "ki_fromenv").startswith(f"$2b$0{TEST_BCRYPT_COST}$")
+    assert rows(db_path, "SELECT description FROM integration_keys") == [("from env",)]
+    service = zipapp_services.start(store_path=db_path)
+    claims = integration_claims(service, key.api_key)
+    assert (claims["int_id"], claims["key_id"], claims["tier"]) == ("envco", "ki_fromenv", 5)
+
+
+def test_autojoin_flags_from_the_environment(tools, zipapp_services, db_path):
+    key = tools.create_autojoin_key(None, None, env={"STORE": f"sqlite:{db_path}", "ORG": "env-org",
+                                                     "EMAIL": "env@example.org", "NAMESPACE": "env-platform"})
+    assert key.org == "env-org"
+    assert rows(db_path, "SELECT namespace, name, email FROM organizations") == [
+        ("env-platform", "env-org", "env@example.org")]
+    service = zipapp_services.start("-platform-ns", "env-platform", store_path=db_path)
+    assert autojoin_claims(service, key.api_key)["org"] == "env-org"
+
+
+def test_command_line_wins_over_the_environment(tools, zipapp_services, db_path, tmp_path):
+    env_db = tmp_path / "from-env.db"
+    key = tools.create_integration(db_path, "from-flag", "-key-tier", "2", "-namespace", "flag-ns", env={
+        "STORE": f"sqlite:{env_db}", "INTEGRATION_ID": "from-env", "KEY_TIER": "9", "NAMESPACE": "env-ns",
+        "BCRYPT_COST": "31"})  # the command line's cost 4 wins, or this test would take days
+    assert key.integration_id == "from-flag"
+    assert not env_db.exists()
+    assert rows(db_path, "SELECT namespace, integration_id, tier FROM integration_keys") == [
+        ("flag-ns", "from-flag", 2)]
+    autojoin = tools.create_autojoin_key(db_path, "flag-org", env={"ORG": "env-org", "STORE": f"sqlite:{env_db}"})
+    assert autojoin.org == "flag-org"
+    assert not env_db.exists()
+
+
+# Refused ids.
+
+def test_duplicate_key_id_is_refused_and_the_first_key_kept(tools, zipapp_services, db_path):
+    first = tools.create_integration(db_path, "acme", "-key-id", "ki_dup")
+    first_hash = stored_hash(db_path, "acme", "ki_dup")
+
+    done = tools.run("create-integration", "-store", f"sqlite:{db_path}", "-integration-id", "acme",
+                     "-key-id", "ki_dup", "-bcrypt-cost", TEST_BCRYPT_COST, "-key-tier", "3")
+    assert done.returncode != 0
+    assert done.stdout == ""  # no key is shown
+    line = error_line(done, "create-integration")
+    assert "ki_dup" in line and "already exists" in line
+    assert stored_hash(db_path, "acme", "ki_dup") == first_hash
+    assert rows(db_path, "SELECT tier FROM integration_keys") == [(0,)]
+
+    # The same key id in another integration is another key.
+    other = tools.create_integration(db_path, "globex", "-key-id", "ki_dup")
+    service = zipapp_services.start(store_path=db_path)
+    assert integration_claims(service, first.api_key)["int_id"] == "acme"
+    assert integration_claims(service, other.api_key)["int_id"] == "globex"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-integration-id", "acme", "-key-id", "custom"], "key id must start with 'ki_'"),
+    (["-integration-id", "acme", "-key-id", "ki_a.b"], "key id must not contain '.'"),
+    (["-integration-id", "acme.corp"], "integration id must not contain '.'"),
+    (["-integration-id", "acme corp"], "integration id must not contain spaces"),
+    (["-integration-id", "a" * 65], "integration id must be 1..64 bytes"),
+], ids=["no-ki-prefix", "dot-in-key-id", "dot-in-integration-id", "space-in-integration-id", "long-id"])
+def test_invalid_ids_are_refused(tools, db_path, args, message):
+    done = tools.run("create-integration", "-store", f"sqlite:{db_path}", "-bcrypt-cost", TEST_BCRYPT_COST, *args)
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert message in error_line(done, "create-integration")
+    if db_path.exists():  # nothing was created
+        assert rows(db_path, "SELECT * FROM integrations") == []
+        assert rows(db_path, "SELECT * FROM integration_keys") == []
+
+
+# No plaintext at rest.
+
+def test_no_plaintext_secret_in_the_sqlite_files(tools, zipapp_services, db_path):
+    # The running service keeps the WAL file open, so what the tools wrote is still in it.
+    service = zipapp_services.start(store_path=db_path)
+    integration = tools.create_integration(db_path, "acme")
+    go_style = tools.create_integration(db_path, "acme", "-hash", "sha256", bcrypt_cost=None)
+    autojoin = tools.create_autojoin_key(db_path, "example-org")
+    assert integration_claims(service, integration.api_key)["key_id"] == integration.key_id
+
+    files = [db_path.with_name(db_path.name + suffix) for suffix in ("", "-wal", "-shm")]
+    wal = files[1]
+    assert wal.exists() and wal.stat().st_size > 0
+    stored = b"".join(path.read_bytes() for path in files if path.exists())
+    # What is stored is there (so the search below looks at the right bytes)...
+    assert go_style.secret.encode() not in stored
+    assert hashlib.sha256(go_style.secret.encode()).hexdigest().encode() in stored
+    assert hashlib.sha256(autojoin.api_key.encode()).hexdigest().encode() in stored
+    assert stored_hash(db_path, "acme", integration.key_id).encode() in stored
+    # ...and no secret, in text or decoded to its random bytes.
+    secrets = {"integration key": integration.api_key, "integration secret": integration.secret,
+               "Go-style key": go_style.api_key, "Go-style secret": go_style.secret, "autojoin key": autojoin.api_key}
+    leaked = [what for what, secret in secrets.items()
+              if secret.encode() in stored or base64.urlsafe_b64decode(secret.rsplit(".", 1)[-1] + "=") in stored]
+    assert leaked == []
+
+
+# generate-jwk.
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_generated_key_signs_tokens_of_the_built_service(tools, zipapp_services, db_path, tmp_path, alg):
+    path = tmp_path / "keys" / f"jwk-{alg}.json"
+    path.parent.mkdir()
+    # umask 0: the mode must come from the tool, not from the caller's umask.
+    done = tools.run("generate-jwk", "-alg", alg, "-out", path, umask=0)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    data = json.loads(path.read_text())
+    assert data["alg"] == alg and data["kid"] and "d" in data
+    assert done.stdout == f"Wrote {alg} private key kid={data['kid']} to {path}\n"
+    assert data["d"] not in done.stdout + done.stderr
+
+    autojoin = tools.create_autojoin_key(db_path, "example-org")
+    service = zipapp_services.start(key_path=path, store_path=db_path)
+    response = exchange(service.base_url, "autojoin", autojoin.api_key)
+    assert response.status == 200
+    token = response.json()["token"]
+    assert token_header(token)["alg"] == alg
+    assert token_header(token)["kid"] == data["kid"]
+    assert verify_token(service.base_url, token, "autojoin")["org"] == "example-org"
+
+
+def test_generate_jwk_kid_flag_and_default_alg(tools, tmp_path):
+    path = tmp_path / "jwk.json"
+    done = tools.run("generate-jwk", "-kid", "2026-rotation", "-out", path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(path.read_text())
+    assert (data["kid"], data["alg"], data["kty"]) == ("2026-rotation", "RS256", "RSA")
+
+
+def test_generate_jwk_never_overwrites(tools, tmp_path):
+    path = tmp_path / "jwk.json"
+    path.write_text("keep me\n")
+    done = tools.run("generate-jwk", "-out", path)
+    assert done.returncode != 0
+    line = only_line(done, "generate-jwk")
+    assert str(path) in line and "already exists" in line
+    assert path.read_text() == "keep me\n"
+
+
+def test_generate_jwk_refuses_an_unknown_alg(tools, tmp_path):
+    path = tmp_path / "jwk.json"
+    done = tools.run("generate-jwk", "-alg", "HS256", "-out", path)
+    assert done.returncode == 2
+    assert "-alg" in only_line(done, "generate-jwk")
+    assert not path.exists()
