@@ -74,12 +74,13 @@ def autojoin_key(store):
 class RunningService:
     """The real application on a real socket, its loop in a background thread."""
 
-    def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, **store_options):
+    def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, store_timeout=3.0, store=None,
+                 **store_options):
         self.signing_key = signing_key
-        self.store = SQLiteKeyStore(str(store_path), **store_options)
+        self.store = store or SQLiteKeyStore(str(store_path), **store_options)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
-        self.app = make_app(KeyVerifier(self.store, self.executor), issuer_factory(signing_key),
-                            [signing_key.public_jwk])
+        verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout)
+        self.app = make_app(verifier, issuer_factory(signing_key), [signing_key.public_jwk])
         sock, self.port = tornado.testing.bind_unused_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._sock = sock

@@ -17,6 +17,7 @@ FLAGS = [
     ("prometheusx.listen-address", "PROMETHEUSX_LISTEN_ADDRESS", "prometheusx_listen_address", ":9990",
      "127.0.0.1:9991", "127.0.0.1:9991"),
     ("store", "STORE", "store", "datastore", "sqlite:/var/lib/keys.db", "sqlite:/var/lib/keys.db"),
+    ("store-timeout", "STORE_TIMEOUT", "store_timeout", 3.0, "0.5", 0.5),
 ]
 FLAG_IDS = [flag for flag, *_ in FLAGS]
 SPELLINGS = {
@@ -56,7 +57,13 @@ def test_defaults_are_those_of_the_spec():
         "project_id": "mlab-sandbox",
         "prometheusx_listen_address": ":9990",
         "store": "datastore",
+        "store_timeout": 3.0,
     }
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "601", "soon", ""])
+def test_invalid_store_timeout_is_refused(capsys, value):
+    assert "invalid duration" in refused(capsys, ["-store-timeout", value])
 
 
 @pytest.mark.parametrize("spelling", SPELLINGS)

@@ -134,8 +134,3 @@ def test_read_failure_is_unavailable_not_missing(store, db_path, integration_key
 def test_invalid_store_spec(spec):
     with pytest.raises(ValueError):
         open_store(spec)
-
-
-def test_datastore_is_refused_clearly_until_supported():
-    with pytest.raises(StoreError, match="use -store sqlite:PATH"):
-        open_store("datastore")

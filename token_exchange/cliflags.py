@@ -11,7 +11,7 @@ import sys
 
 import configargparse
 
-from token_exchange.store import STORE_HELP, check_store_spec
+from token_exchange.store import DEFAULT_STORE_TIMEOUT_SECONDS, STORE_HELP, check_store_spec
 
 
 class FlagParser(configargparse.ArgumentParser):
@@ -82,11 +82,26 @@ def _non_negative_int(value):
         raise ValueError(f"invalid number {value!r}: expected a whole number of 0 or more") from None
 
 
+def _positive_seconds(value):
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 600:  # also refuses nan and inf
+        raise ValueError(f"invalid duration {value!r}: expected seconds, more than 0 and at most 600")
+    return seconds
+
+
 port_number = checked(_port, "port")
 listen_address = checked(_listen_address, "listen address")
 non_negative_int = checked(_non_negative_int, "number")
 store_spec = checked(check_store_spec, "store")
 
 
+positive_seconds = checked(_positive_seconds, "duration")
+
+
 def add_store_flag(parser):
     add_flag(parser, "store", STORE_HELP, type=store_spec, default="datastore")
+    add_flag(parser, "store-timeout", "seconds a key-store call may take, retries included",
+             type=positive_seconds, default=DEFAULT_STORE_TIMEOUT_SECONDS)

@@ -3,6 +3,7 @@
 import asyncio
 import concurrent.futures
 import logging
+import os
 import signal
 import sys
 
@@ -19,8 +20,8 @@ from token_exchange.verifier import KeyVerifier
 log = logging.getLogger("token_exchange")
 
 PROG = "token-exchange"
-# Store calls and bcrypt run here, never on the event loop.
-WORKER_THREADS = 16
+# Store calls wait on the network or a file lock: many may be in flight.
+STORE_THREADS = 16
 
 
 def fail(message):
@@ -38,14 +39,15 @@ def main(argv=None):
     except KeyFileError as e:
         fail(str(e))
     try:
-        store = open_store(config.store, project=config.project_id,
-                           integration_ns=config.client_integration_ns, platform_ns=config.platform_ns)
+        store = open_store(config.store, project=config.project_id, integration_ns=config.client_integration_ns,
+                           platform_ns=config.platform_ns, timeout_seconds=config.store_timeout)
     except StoreError as e:
         fail(str(e))
     log.info("signing with key kid=%s alg=%s from %s", signing_key.kid, signing_key.alg,
              config.private_key_path)
-    log.info("key store %s (integration namespace %s, platform namespace %s)", config.store,
-             config.client_integration_ns, config.platform_ns)
+    log.info("key store %s (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
+             config.store, config.project_id, config.client_integration_ns, config.platform_ns,
+             config.store_timeout)
     try:
         asyncio.run(serve(config, signing_key, store))
     finally:
@@ -53,8 +55,11 @@ def main(argv=None):
 
 
 async def serve(config, signing_key, store):
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="keycheck")
-    app = make_app(KeyVerifier(store, executor), TokenIssuer(signing_key), [signing_key.public_jwk])
+    store_executor = concurrent.futures.ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
+    # bcrypt releases the GIL: one thread per core uses them all, more would only queue.
+    hash_executor = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="hash")
+    verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout)
+    app = make_app(verifier, TokenIssuer(signing_key), [signing_key.public_jwk])
     server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY_BYTES)
     try:
         server.listen(config.port)
@@ -70,4 +75,5 @@ async def serve(config, signing_key, store):
     log.info("shutting down")
     server.stop()
     await server.close_all_connections()
-    executor.shutdown(wait=False, cancel_futures=True)
+    for executor in (store_executor, hash_executor):
+        executor.shutdown(wait=False, cancel_futures=True)

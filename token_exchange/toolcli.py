@@ -26,7 +26,7 @@ def open_tool_store(parser, args, **namespaces):
     if is_datastore(args.store) and not args.project:
         parser.error("-project is required with -store datastore")
     try:
-        return open_store(args.store, project=args.project, **namespaces)
+        return open_store(args.store, project=args.project, timeout_seconds=args.store_timeout, **namespaces)
     except StoreError as e:
         die(parser.prog, e)
 

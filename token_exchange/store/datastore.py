@@ -1,0 +1,213 @@
+"""Key store on Google Cloud Datastore, reading exactly what the Go tools write.
+
+Integration keys (namespace -client-integration-ns):
+    IntegrationMeta/<integration id>                   created_at, description
+    IntegrationMeta/<id>/IntegrationAPIKey/<ki_...>    key_hash, created_at, description, status, tier
+found by one direct get of the two-level key, never a query.
+
+Autojoin keys (namespace -platform-ns):
+    Organization/<name>                                name, email, created_at, probability_multiplier
+    Organization/<name>/APIKey/<key value>             created_at, key
+found by a keys-only query on the `key` property with limit 1; the parent's
+name is the organisation. The Go service and m-lab/autojoin's admin tool
+keep the key value itself in Datastore, so this store must too.
+
+The client library blocks, so calls run on worker threads. Each call gets an
+explicit, bounded Retry: with only a timeout, the library's default retry
+would keep retrying an unavailable service for about a minute. Every
+failure to get an answer becomes StoreUnavailable (503), never "no key".
+"""
+
+import contextlib
+import datetime
+import re
+
+from google.api_core import exceptions as api_exceptions
+from google.api_core import retry as api_retry
+from google.auth import exceptions as auth_exceptions
+from google.cloud import datastore
+from google.cloud.datastore.query import PropertyFilter
+
+from token_exchange.store.base import (
+    ACTIVE,
+    AlreadyExists,
+    IntegrationKeyRecord,
+    KeyStore,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+)
+
+INTEGRATION_META_KIND = "IntegrationMeta"
+INTEGRATION_KEY_KIND = "IntegrationAPIKey"
+ORGANIZATION_KIND = "Organization"
+AUTOJOIN_KEY_KIND = "APIKey"
+
+# Datastore refuses key names of this shape (INVALID_ARGUMENT); a presented
+# key that asks for one is simply unknown, not a store failure.
+_RESERVED_NAME = re.compile(r"__.*__", re.DOTALL)
+MAX_KEY_NAME_BYTES = 1500
+
+_CALL_FAILED = (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError)
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _usable_name(name):
+    return bool(name) and not _RESERVED_NAME.fullmatch(name) and len(name.encode()) <= MAX_KEY_NAME_BYTES
+
+
+class DatastoreKeyStore(KeyStore):
+    def __init__(self, client, integration_ns, platform_ns, timeout_seconds):
+        self.client = client
+        self.integration_ns = integration_ns
+        self.platform_ns = platform_ns
+        self.timeout_seconds = timeout_seconds
+
+    @classmethod
+    def connect(cls, project, integration_ns, platform_ns, timeout_seconds):
+        """Create the client (no network yet): credentials as Google's libraries find them."""
+        try:
+            client = datastore.Client(project=project)
+        except (auth_exceptions.GoogleAuthError, ValueError, OSError) as e:
+            raise StoreError(f"store 'datastore': cannot create a client for project {project!r}: {e}") from None
+        return cls(client, integration_ns, platform_ns, timeout_seconds)
+
+    def _call_options(self):
+        """Retry transient errors with backoff, the whole call bounded by the timeout."""
+        return dict(
+            retry=api_retry.Retry(predicate=api_retry.if_transient_error, initial=0.05, maximum=0.5,
+                                  multiplier=2.0, timeout=self.timeout_seconds),
+            timeout=self.timeout_seconds,
+        )
+
+    def _unavailable(self, operation, error):
+        return StoreUnavailable(f"datastore {operation} failed: {type(error).__name__}: {error}")
+
+    def _integration_key_path(self, integration_id, key_id):
+        return self.client.key(INTEGRATION_META_KIND, integration_id, INTEGRATION_KEY_KIND, key_id,
+                               namespace=self.integration_ns)
+
+    # Read path.
+
+    def get_integration_key(self, integration_id, key_id):
+        if not (_usable_name(integration_id) and _usable_name(key_id)):
+            return None
+        try:
+            entity = self.client.get(self._integration_key_path(integration_id, key_id), **self._call_options())
+        except _CALL_FAILED as e:
+            raise self._unavailable("lookup", e) from None
+        if entity is None:
+            return None
+        key_hash, status, tier = entity.get("key_hash"), entity.get("status"), entity.get("tier")
+        return IntegrationKeyRecord(
+            integration_id, key_id,
+            key_hash if isinstance(key_hash, str) else "",
+            status if isinstance(status, str) else "",
+            tier if isinstance(tier, int) else 0,
+        )
+
+    def find_autojoin_org(self, api_key):
+        if len(api_key.encode()) > MAX_KEY_NAME_BYTES:
+            return None  # longer than any indexed string value
+        query = self.client.query(kind=AUTOJOIN_KEY_KIND, namespace=self.platform_ns)
+        query.add_filter(filter=PropertyFilter("key", "=", api_key))
+        query.keys_only()
+        try:
+            results = list(query.fetch(limit=1, **self._call_options()))
+        except _CALL_FAILED as e:
+            raise self._unavailable("query", e) from None
+        if not results or results[0].key.parent is None:
+            return None
+        return results[0].key.parent.name
+
+    def check(self):
+        try:
+            self.client.get(self.client.key(INTEGRATION_META_KIND, "health-check", namespace=self.integration_ns),
+                            **self._call_options())
+        except _CALL_FAILED as e:
+            raise self._unavailable("lookup", e) from None
+
+    # Write path (tools): entities exactly as the Go tools write them.
+
+    def _write(self, operation, fn):
+        """Run fn(read, put) in one transaction, every call bounded like the reads."""
+        options = self._call_options()
+        transaction = self.client.transaction()
+
+        def read(key):
+            return self.client.get(key, transaction=transaction, **options)
+
+        try:
+            transaction.begin(**options)
+            try:
+                result = fn(read, transaction.put)
+                transaction.commit(**options)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    transaction.rollback(**options)
+                raise
+        except api_exceptions.Conflict as e:  # ABORTED: a concurrent writer
+            raise AlreadyExists(f"datastore {operation}: {e}") from None
+        except _CALL_FAILED as e:
+            raise self._unavailable(operation, e) from None
+        return result
+
+    def ensure_integration(self, integration_id, description=""):
+        key = self.client.key(INTEGRATION_META_KIND, integration_id, namespace=self.integration_ns)
+
+        def create(read, put):
+            if read(key) is not None:
+                return False
+            put(self._entity(key, {"created_at": _now(), "description": description}))
+            return True
+
+        return self._write("create integration", create)
+
+    def add_integration_key(self, integration_id, key_id, key_hash, description="", tier=0):
+        parent = self.client.key(INTEGRATION_META_KIND, integration_id, namespace=self.integration_ns)
+        key = self._integration_key_path(integration_id, key_id)
+
+        def create(read, put):
+            if read(parent) is None:
+                raise NotFound(f"integration {integration_id!r} does not exist")
+            if read(key) is not None:
+                raise AlreadyExists(f"key {key_id!r} already exists in integration {integration_id!r}")
+            put(self._entity(key, {"key_hash": key_hash, "created_at": _now(), "description": description,
+                                   "status": ACTIVE, "tier": int(tier)}))
+
+        self._write("create key", create)
+
+    def ensure_organization(self, name, email=""):
+        key = self.client.key(ORGANIZATION_KIND, name, namespace=self.platform_ns)
+
+        def create(read, put):
+            if read(key) is not None:
+                return False
+            put(self._entity(key, {"name": name, "email": email, "created_at": _now(),
+                                   "probability_multiplier": 1.0}))
+            return True
+
+        return self._write("create organization", create)
+
+    def add_autojoin_key(self, org, api_key):
+        parent = self.client.key(ORGANIZATION_KIND, org, namespace=self.platform_ns)
+        key = self.client.key(ORGANIZATION_KIND, org, AUTOJOIN_KEY_KIND, api_key, namespace=self.platform_ns)
+
+        def create(read, put):
+            if read(parent) is None:
+                raise NotFound(f"organization {org!r} does not exist")
+            put(self._entity(key, {"created_at": _now(), "key": api_key}))
+
+        self._write("create autojoin key", create)
+
+    @staticmethod
+    def _entity(entity_key, properties):
+        entity = datastore.Entity(key=entity_key)
+        entity.update(properties)
+        return entity
+
+    def close(self):
+        self.client.close()
