@@ -214,8 +214,12 @@ class DatastoreTestServer:
 
     # -- lifecycle
 
-    def start(self):
-        """Bind a free port on 127.0.0.1, start serving, return the address."""
+    def start(self, port=0):
+        """Bind 127.0.0.1:port (a free one by default), start serving, return the address.
+
+        After stop(), start(port=previous port) brings the same data back on
+        the same address, as a store coming back after an outage.
+        """
         handlers = {
             "Lookup": (self._lookup, ds.LookupRequest, ds.LookupResponse),
             "RunQuery": (self._run_query, ds.RunQueryRequest, ds.RunQueryResponse),
@@ -239,7 +243,7 @@ class DatastoreTestServer:
         # Methods missing from this table (e.g. RunAggregationQuery) get
         # UNIMPLEMENTED from gRPC itself.
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, rpcs),))
-        self._port = server.add_insecure_port("127.0.0.1:0")
+        self._port = server.add_insecure_port(f"127.0.0.1:{port}")
         server.start()
         self._server = server
         return self.address

@@ -20,7 +20,7 @@ from google.cloud import datastore
 from tests.conftest import TEST_BCRYPT_COST
 from tests.consumer import verify_token
 from tests.datastore_server import DatastoreTestServer
-from tests.http import exchange, request
+from tests.httpclient import exchange, request
 from tests.zipapp_service import free_port, run_zipapp, zipapp_home, zipapp_services  # noqa: F401 (fixtures)
 from token_exchange.apikey import format_integration_key, generate_autojoin_key, generate_secret
 from token_exchange.secrethash import hash_secret
@@ -235,6 +235,32 @@ def test_store_fault_is_503_and_service_recovers(client, ds_service, fault_serve
     fault_server.heal()
     assert exchange(service.base_url, "integration", integration_key).status == 200
     assert exchange(service.base_url, "autojoin", autojoin_key).status == 200
+
+
+def test_store_down_is_503_and_service_reconnects_when_it_returns(ds_service, fault_server, monkeypatch):
+    # A store of its own, so this test can stop it and bring it back on the same address.
+    own = DatastoreTestServer(project=PROJECT)
+    own.start()
+    monkeypatch.setenv("DATASTORE_EMULATOR_HOST", own.address)
+    own_client = datastore.Client(project=PROJECT)
+    try:
+        integration_key, _ = seed_integration_key(own_client, unique("acme"))
+        autojoin_key = seed_autojoin_key(own_client, unique("org"))
+        service = ds_service()
+        assert exchange(service.base_url, "integration", integration_key).status == 200
+        port = own.address.rsplit(":", 1)[1]
+        own.stop()
+        # Down for several deadlines: gRPC's reconnect back-off grows meanwhile.
+        down_until = time.monotonic() + 4 * STORE_TIMEOUT
+        while time.monotonic() < down_until:
+            assert_503_within_deadline(service, "integration", integration_key)
+            assert_503_within_deadline(service, "autojoin", autojoin_key)
+        own.start(port=int(port))
+        assert exchange(service.base_url, "integration", integration_key).status == 200
+        assert exchange(service.base_url, "autojoin", autojoin_key).status == 200
+    finally:
+        own_client.close()
+        own.stop()
 
 
 def test_health_and_jwks_answer_while_the_store_hangs(client, ds_service, fault_server):

@@ -16,17 +16,28 @@ The client library blocks, so calls run on worker threads. Each call gets an
 explicit, bounded Retry: with only a timeout, the library's default retry
 would keep retrying an unavailable service for about a minute. Every
 failure to get an answer becomes StoreUnavailable (503), never "no key".
+
+The gRPC channel's reconnect back-off is capped well under the deadline:
+with gRPC's default (growing to two minutes) the service would keep
+answering 503 long after the store came back.
 """
 
 import contextlib
 import datetime
 import re
+import urllib.parse
+
+import grpc
 
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
 from google.auth import exceptions as auth_exceptions
+from google.cloud import _helpers as cloud_helpers
 from google.cloud import datastore
+from google.cloud._http import DEFAULT_USER_AGENT
 from google.cloud.datastore.query import PropertyFilter
+from google.cloud.datastore_v1.services.datastore import client as gapic_client
+from google.cloud.datastore_v1.services.datastore.transports import grpc as gapic_grpc
 
 from token_exchange.store.base import (
     ACTIVE,
@@ -50,9 +61,38 @@ MAX_KEY_NAME_BYTES = 1500
 
 _CALL_FAILED = (api_exceptions.GoogleAPIError, auth_exceptions.GoogleAuthError)
 
+# Reconnect attempts to a store that went away: soon, and never more than
+# RECONNECT_BACKOFF_MAX_MS apart, so recovery is seen within one deadline.
+RECONNECT_BACKOFF_MS = 100
+RECONNECT_BACKOFF_MAX_MS = 500
+CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
+    ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS),
+    ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MAX_MS),
+)
+
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _use_channel_options(client, options):
+    """Give the client the API object its library would make, on a channel with these options.
+
+    google.cloud.datastore._gapic.make_datastore_api offers no way to pass
+    channel options; this is the same construction with them, installed
+    where the client keeps its lazily made API object (pinned by the
+    library version range in setup.cfg, checked by the store-down test).
+    """
+    host = urllib.parse.urlparse(client._base_url).netloc
+    if client._base_url.startswith("https:"):
+        channel = cloud_helpers.make_secure_channel(client._credentials, DEFAULT_USER_AGENT, host,
+                                                    extra_options=options)
+    else:  # the emulator, or a test server standing in for it
+        channel = grpc.insecure_channel(host, options=options)
+    transport = gapic_grpc.DatastoreGrpcTransport(channel=channel)
+    client._datastore_api_internal = gapic_client.DatastoreClient(transport=transport,
+                                                                  client_info=client._client_info)
 
 
 def _usable_name(name):
@@ -73,6 +113,7 @@ class DatastoreKeyStore(KeyStore):
             client = datastore.Client(project=project)
         except (auth_exceptions.GoogleAuthError, ValueError, OSError) as e:
             raise StoreError(f"store 'datastore': cannot create a client for project {project!r}: {e}") from None
+        _use_channel_options(client, CHANNEL_OPTIONS)
         return cls(client, integration_ns, platform_ns, timeout_seconds)
 
     def _call_options(self):
