@@ -10,7 +10,7 @@ import uuid
 
 from jwcrypto import jwk, jws, jwt
 
-from tests.http import request
+from tests.httpclient import request
 
 ISSUER = "token-exchange"
 LIFETIMES = {"autojoin": 3600, "integration": 20}

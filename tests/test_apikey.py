@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from tests.http import exchange
+from tests.httpclient import exchange
 from token_exchange import apikey
 from token_exchange.apikey import MalformedKey, parse_integration_key
 

@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import ALGS
 from tests.consumer import fetch_jwks, token_header, verify_token
-from tests.http import exchange, request
+from tests.httpclient import exchange, request
 from token_exchange.signingkey import PRIVATE_PARAMS
 from token_exchange.store import StoreUnavailable
 from token_exchange.tokens import TokenIssuer

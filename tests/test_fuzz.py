@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from tests.http import Response, exchange, request
+from tests.httpclient import Response, exchange, request
 from token_exchange.handlers.base import MAX_BODY_BYTES
 
 ENDPOINTS = ("integration", "autojoin")

@@ -17,7 +17,7 @@ import traceback
 
 import pytest
 
-from tests.http import request
+from tests.httpclient import request
 
 LOGGERS = ("", "token_exchange", "token_exchange.access", "token_exchange.handlers", "tornado",
            "tornado.access", "tornado.application", "tornado.general", "asyncio")

@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from tests.conftest import TEST_BCRYPT_COST
-from tests.http import exchange
+from tests.httpclient import exchange
 from token_exchange.provisioning import create_autojoin_key, create_integration_key
 from token_exchange.secrethash import sha256_hex
 from token_exchange.store import AlreadyExists, NotFound, StoreError, StoreUnavailable, open_store

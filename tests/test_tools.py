@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import ALGS, TEST_BCRYPT_COST
 from tests.consumer import token_header, verify_token
-from tests.http import exchange
+from tests.httpclient import exchange
 from tests.zipapp_service import error_line, only_line, run_zipapp, zipapp_home, zipapp_services  # noqa: F401
 
 SAVE_WARNING = "IMPORTANT: Save the API key now. It cannot be retrieved later."

@@ -16,7 +16,7 @@ import time
 import pytest
 from jwcrypto import jwk
 
-from tests.http import request
+from tests.httpclient import request
 from tests.zipapp_service import (  # noqa: F401 (fixtures)
     START_TIMEOUT_SECONDS,
     error_line,

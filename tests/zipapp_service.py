@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.conftest import plain_python
-from tests.http import request
+from tests.httpclient import request
 
 # The first start of a zipapp unpacks it; later starts take well under a second.
 START_TIMEOUT_SECONDS = 30
