@@ -75,16 +75,21 @@ def main(argv=None):
         signing_key = load_signing_key(config.private_key_path)
     except KeyFileError as e:
         fail(str(e))
+    sockets = bind(config.port)
+    if config.workers == 1:
+        sys.exit(run_worker(config, signing_key, sockets, metrics_dir=None))
+    log_start_up(config, signing_key)
+    sys.exit(supervise(config, signing_key, sockets))
+
+
+def log_start_up(config, signing_key):
+    """The effective configuration, once every start-up check has passed (a failure is one line)."""
     settings = effective_configuration(config)
     log.info("configuration: %s", " ".join(f"{name}={value}" for name, value in settings.items()),
              extra={"fields": {"configuration": settings}})
     # The path is logged, never the key file's contents.
     log.info("signing with key kid=%s alg=%s from %s", signing_key.kid, signing_key.alg,
              config.private_key_path)
-    sockets = bind(config.port)
-    if config.workers == 1:
-        sys.exit(run_worker(config, signing_key, sockets, metrics_dir=None))
-    sys.exit(supervise(config, signing_key, sockets))
 
 
 def bind(port):
@@ -112,6 +117,8 @@ def run_worker(config, signing_key, sockets, metrics_dir):
                            platform_ns=config.platform_ns, timeout_seconds=config.store_timeout)
     except StoreError as e:
         fail(str(e))
+    if metrics_dir is None:
+        log_start_up(config, signing_key)
     log.info("key store %s (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
              config.store, config.project_id, config.client_integration_ns, config.platform_ns,
              config.store_timeout)
