@@ -104,6 +104,12 @@ class RunningService:
         self.loop.run_until_complete(self.server.close_all_connections())
         self.loop.close()
 
+    def settle(self):
+        """Wait until the loop has run past every answered request: its access line and metrics follow the answer."""
+        done = threading.Event()
+        self.loop.call_soon_threadsafe(done.set)
+        assert done.wait(10)
+
     def stop(self):
         self.loop.call_soon_threadsafe(self.server.stop)
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -37,6 +37,25 @@ def metric_values(metrics_url, name):
             for family in text_string_to_metric_families(text) for s in family.samples if s.name == name}
 
 
+def settled(read, expected, timeout=10):
+    """read() once it returns expected, else its last value after timeout seconds.
+
+    A worker counts and logs a request just after sending its answer, so a
+    scrape or a log read right after the answer may not show it yet.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read()
+        if got == expected or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def access_lines(service, path):
+    return [line for line in json_lines(service.output())
+            if line.get("logger") == "token_exchange.access" and line["path"] == path]
+
+
 def json_lines(output):
     """The JSON log lines of a service's output; every line must be one."""
     lines = [line for line in output.splitlines() if line.strip()]
@@ -138,13 +157,15 @@ def test_metrics_are_served_over_http(zipapp_services, integration_key):  # noqa
     service = zipapp_services.start()
     for _ in range(2):
         assert exchange(service.base_url, "integration", key.api_key).status == 200
-    requests = metric_values(service.metrics_url, "tokenexchange_integration_requests_total")
-    assert requests == {frozenset({("code", "200"), ("method", "post")}): 2.0}
+    expected = {frozenset({("code", "200"), ("method", "post")}): 2.0}
+    assert settled(lambda: metric_values(service.metrics_url, "tokenexchange_integration_requests_total"),
+                   expected) == expected
     issued = metric_values(service.metrics_url, "tokenexchange_tokens_issued_total")
     assert issued == {frozenset({("audience", "integration")}): 2.0}
     # Not a TTY: JSON lines, and the access line names the key by its ids only.
-    access = [line for line in json_lines(service.output()) if line.get("logger") == "token_exchange.access"]
-    assert [line["key_id"] for line in access if line["path"] == "/v0/token/integration"] == [key.key_id] * 2
+    key_ids = settled(lambda: [line["key_id"] for line in access_lines(service, "/v0/token/integration")],
+                      [key.key_id] * 2)
+    assert key_ids == [key.key_id] * 2
     assert key.api_key.rsplit(".", 1)[1] not in service.output()
 
 
@@ -176,8 +197,8 @@ def test_two_workers_serve_add_up_and_stop_on_sigterm(zipapp_services, integrati
     key = integration_key("acme")
     slow_key = integration_key("slow", bcrypt_cost=14)  # about a second to check: in flight at SIGTERM
     service = zipapp_services.start("-workers", "2")
+    assert settled(lambda: len(children_of(service.process.pid)), 2) == 2
     workers = children_of(service.process.pid)
-    assert len(workers) == 2
 
     # Many concurrent connections: both workers accept some of them.
     count = 40
@@ -185,13 +206,12 @@ def test_two_workers_serve_add_up_and_stop_on_sigterm(zipapp_services, integrati
         statuses = list(pool.map(lambda _: exchange(service.base_url, "integration", key.api_key).status,
                                  range(count)))
     assert statuses == [200] * count
-    access = [line for line in json_lines(service.output())
-              if line.get("logger") == "token_exchange.access" and line["path"] == "/v0/token/integration"]
-    assert len(access) == count
-    assert {line["pid"] for line in access} == set(workers)
+    assert settled(lambda: len(access_lines(service, "/v0/token/integration")), count) == count
+    assert {line["pid"] for line in access_lines(service, "/v0/token/integration")} == set(workers)
     # The supervisor's /metrics sums both workers.
-    requests = metric_values(service.metrics_url, "tokenexchange_integration_requests_total")
-    assert requests == {frozenset({("code", "200"), ("method", "post")}): float(count)}
+    expected = {frozenset({("code", "200"), ("method", "post")}): float(count)}
+    assert settled(lambda: metric_values(service.metrics_url, "tokenexchange_integration_requests_total"),
+                   expected) == expected
 
     # A request in flight when SIGTERM comes finishes; everything exits 0 and nothing is left running.
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
