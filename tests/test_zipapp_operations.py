@@ -53,7 +53,7 @@ def settled(read, expected, timeout=10):
 
 def access_lines(service, path):
     return [line for line in json_lines(service.output())
-            if line.get("logger") == "token_exchange.access" and line["path"] == path]
+            if line.get("logger") == "token_exchange.access" and line["httpRequest"]["requestUrl"] == path]
 
 
 def json_lines(output):

@@ -23,11 +23,12 @@ def log_request(handler):
     request = handler.request
     status = handler.get_status()
     seconds = request.request_time()
-    fields = {"method": request.method, "path": request.path, "status": status,
-              "duration_ms": round(1000.0 * seconds, 1), "remote_addr": request.remote_ip,
-              **getattr(handler, "access_fields", {})}
+    # Cloud Logging shows httpRequest as the request's summary line.
+    http_request = {"requestMethod": request.method, "requestUrl": request.path, "status": status,
+                    "latency": f"{seconds:.6f}s", "remoteIp": request.remote_ip}
     access_log.info("%s %s %d %.1fms %s", request.method, request.path, status, 1000.0 * seconds,
-                    request.remote_ip, extra={"fields": fields})
+                    request.remote_ip, extra={"json_fields": {"httpRequest": http_request},
+                                              "fields": getattr(handler, "access_fields", {})})
     metrics = handler.settings.get("metrics")
     if metrics is not None:
         metrics.observe_request(request.method, request.path, status, seconds)

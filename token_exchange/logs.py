@@ -1,8 +1,10 @@
 """Log set-up: JSON lines for Cloud Logging, or readable text for a terminal.
 
 A JSON line carries `severity`, `message` and `time` (the fields Cloud
-Logging reads), the logger name, and any structured fields a caller passed
-as extra={"fields": {...}}. Callers never pass a key, secret, token or hash.
+Logging reads), the logger name and pid, and the structured fields a caller
+passed: extra={"fields": {...}} appear in both formats, extra={"json_fields":
+{...}} only in JSON (for what the message already says in words). Callers
+never pass a key, secret, token or hash.
 """
 
 import datetime
@@ -35,8 +37,9 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "pid": record.process,
         }
-        for name, value in _fields(record).items():
-            entry.setdefault(name, value)
+        for fields in (getattr(record, "json_fields", None) or {}, _fields(record)):
+            for name, value in fields.items():
+                entry.setdefault(name, value)
         if record.exc_info:
             entry["message"] += "\n" + self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)

@@ -86,7 +86,7 @@ def log_start_up(config, signing_key):
     """The effective configuration, once every start-up check has passed (a failure is one line)."""
     settings = effective_configuration(config)
     log.info("configuration: %s", " ".join(f"{name}={value}" for name, value in settings.items()),
-             extra={"fields": {"configuration": settings}})
+             extra={"json_fields": {"configuration": settings}})
     # The path is logged, never the key file's contents.
     log.info("signing with key kid=%s alg=%s from %s", signing_key.kid, signing_key.alg,
              config.private_key_path)
