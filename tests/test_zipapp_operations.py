@@ -223,3 +223,24 @@ def test_two_workers_serve_add_up_and_stop_on_sigterm(zipapp_services, integrati
     assert response.status == 200
     assert "token" in response.json()
     assert not any(alive(pid) for pid in workers)
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_workers_stop_when_the_supervisor_is_killed(zipapp_services):  # noqa: F811
+    service = zipapp_services.start("-workers", "2")
+    assert settled(lambda: len(children_of(service.process.pid)), 2) == 2
+    workers = children_of(service.process.pid)
+    service.process.kill()  # SIGKILL: the supervisor forwards nothing
+    service.process.wait(10)
+    assert settled(lambda: [pid for pid in workers if alive(pid)], []) == []
+
+
+def test_workers_that_cannot_start_stop_the_service_with_status_1(zipapp_services, tmp_path):  # noqa: F811
+    # The default store, Datastore, has no credentials in the minimal environment: every worker fails.
+    port = free_port()
+    service = zipapp_services.launch(["-private-key-path", zipapp_services._key_file("RS256"), "-port", port,
+                                      "-workers", "2"], port)
+    assert service.process.wait(60) == 1
+    output = service.output()
+    assert "Traceback" not in output
+    assert output.count("token-exchange: error: ") == 2, output
