@@ -167,6 +167,19 @@ def test_access_line_carries_ids_as_json_fields_and_no_secret(caplog, service, i
         assert secret not in everything
 
 
+def test_a_presented_id_cannot_forge_a_log_line(caplog, service):
+    caplog.set_level(logging.INFO)
+    forged = "acme\n2026-01-01 00:00:00,000 ERROR token_exchange: forged"  # no dot: a well-formed key
+    assert exchange(service.base_url, "integration", f"mlabk.cii_{forged}.ki_0123456789abcdef.s3cr3t").status == 401
+    service.settle()
+    record = access_record(caplog, "/v0/token/integration")
+    assert record.fields["integration_id"] == forged
+    for formatter in (TextFormatter(), JSONFormatter()):
+        lines = "\n".join(formatter.format(r) for r in caplog.records).splitlines()
+        assert len(lines) == len(caplog.records)
+        assert not any(line.startswith("2026-01-01") for line in lines)
+
+
 def test_json_lines_carry_the_traceback_inside_the_one_line():
     stream = io.StringIO()
     root = logging.getLogger()

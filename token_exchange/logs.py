@@ -45,6 +45,10 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+# A presented key's integration id may hold a newline: escaped, it cannot forge a line.
+CONTROL_CHARACTERS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7f)}
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self):
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -54,7 +58,7 @@ class TextFormatter(logging.Formatter):
         fields = _fields(record)
         if fields:
             line += " " + " ".join(f"{name}={value}" for name, value in fields.items())
-        return line
+        return line.translate(CONTROL_CHARACTERS)  # a traceback follows on lines of its own
 
 
 def setup_logging(log_format, stream=None):
