@@ -213,8 +213,10 @@ def wait_for_workers(workers, stopping, metrics_dir, metrics_module):
 
 def worker_child(config, signing_key, sockets, metrics_dir):
     """Body of a forked worker; never returns into the supervisor's code."""
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    # Until serve() takes the signals over, a worker stopped while starting
+    # has no request to finish: it exits 0, as a stopped service should.
+    signal.signal(signal.SIGTERM, stop_before_serving)
+    signal.signal(signal.SIGINT, stop_before_serving)
     die_with_parent()
     try:
         return run_worker(config, signing_key, sockets, metrics_dir)
@@ -225,6 +227,10 @@ def worker_child(config, signing_key, sockets, metrics_dir):
         return 1
     finally:
         logging.shutdown()
+
+
+def stop_before_serving(signum, frame):
+    raise SystemExit(0)
 
 
 def die_with_parent():
