@@ -16,7 +16,7 @@ ENV SHIV_ROOT=/home/token-exchange/.shiv \
 COPY --from=build /src/dist/token-exchange.pyz /app/token-exchange.pyz
 USER token-exchange
 # Unpack the zipapp now, so that a cold start does not.
-RUN python3 -I /app/token-exchange.pyz -help > /dev/null
+RUN python3 -I /app/token-exchange.pyz --help > /dev/null
 EXPOSE 8080 9990
 ENTRYPOINT ["python3", "-I", "/app/token-exchange.pyz"]
 CMD []

@@ -123,6 +123,16 @@ def test_container_command_serves_a_token(built_zipapps, tmp_path, key_file, tar
            # Stand-ins for Cloud Run's: its Datastore (here a local fake), and a free metrics port.
            "DATASTORE_EMULATOR_HOST": target.address,
            "PROMETHEUSX_LISTEN_ADDRESS": f"127.0.0.1:{free_port()}"}
+    # The image's build steps that run the zipapp (unpacking it ahead of a cold start) must succeed too.
+    pyz_in_image = command[2]
+    build_steps = [args for word, args in stage if word == "RUN" and pyz_in_image in args]
+    assert build_steps
+    for step in build_steps:
+        step = step.replace(pyz_in_image, str(built_zipapps["token-exchange"])).replace("python3", plain_python(), 1)
+        subprocess.run(step, shell=True, env=env, check=True)
+    assert any(shiv_root.iterdir()), "the build step did not unpack the zipapp into SHIV_ROOT"
+    unpacked = sorted(shiv_root.iterdir())
+
     store = DatastoreKeyStore.connect("test-project", "client-integration", "platform-credentials", 5.0)
     try:
         key = create_integration_key(store, f"docker-{os.getpid()}-{time.monotonic_ns()}", bcrypt_cost=4)
@@ -146,7 +156,7 @@ def test_container_command_serves_a_token(built_zipapps, tmp_path, key_file, tar
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert any(shiv_root.iterdir()), "the zipapp did not unpack into SHIV_ROOT"
+    assert sorted(shiv_root.iterdir()) == unpacked, "the service unpacked the zipapp again"
     lines = json_lines(log.read_text())
     assert any(line["message"].startswith("POST /v0/token/integration 200 ") for line in lines)
     assert key.api_key not in log.read_text()
