@@ -92,10 +92,12 @@ def test_verifier_events_feed_cache_and_queue_metrics(service):
     events.cache_hit()
     events.cache_hit()
     events.verification_queued(3)
+    events.verification_refused("throttled")
     got = samples(service.metrics.registry)
     assert value(got, "tokenexchange_verification_cache_total", result="hit") == 2
     assert value(got, "tokenexchange_verification_cache_total", result="miss") == 1
     assert value(got, "tokenexchange_hashing_queue_depth") == 3
+    assert value(got, "tokenexchange_verifications_refused_total", result="throttled") == 1
     events.verification_done(0)
     assert value(samples(service.metrics.registry), "tokenexchange_hashing_queue_depth") == 0
 

@@ -51,6 +51,10 @@ class ServiceMetrics:
         self.hashing_queue_depth = Gauge(
             "tokenexchange_hashing_queue_depth", "Secret verifications waiting for or running on a hashing thread.",
             registry=reg, multiprocess_mode="livesum")
+        self.verifications_refused = Counter(
+            "tokenexchange_verifications_refused",
+            "Secret checks refused before hashing, by result (overloaded: 503, throttled: 429).",
+            ["result"], registry=reg)
         self.tokens_issued = Counter(
             "tokenexchange_tokens_issued", "Tokens signed and sent, by audience.",
             ["audience"], registry=reg)
@@ -89,6 +93,9 @@ class VerifierEvents:
 
     def verification_done(self, depth):
         self._metrics.hashing_queue_depth.set(depth)
+
+    def verification_refused(self, reason):
+        self._metrics.verifications_refused.labels(result=reason).inc()
 
 
 class TimedKeyStore(KeyStore):
