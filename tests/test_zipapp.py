@@ -41,6 +41,8 @@ def service_pyz(built_zipapps):
 
 def run_service(pyz, home, *args, env=None):
     """Run the service zipapp expecting it to stop by itself (a start-up failure); fail if it keeps running."""
+    # Not the default :9990, which another program on this machine may hold; a flag still wins.
+    env = {"PROMETHEUSX_LISTEN_ADDRESS": f"127.0.0.1:{free_port()}", **(env or {})}
     try:
         return run_zipapp(pyz, args, home, env, timeout=START_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired as e:
@@ -213,6 +215,23 @@ def test_unusable_store_stops_start_up_with_one_line(service_pyz, zipapp_home, k
     assert line.startswith(f"{PROG}: error: store {spec}: "), line
     assert problem in line, line
     assert (tmp_path / "not-a-database.db").read_bytes() == b"not SQLite at all, " * 100
+
+
+def test_metrics_address_in_use_stops_start_up_with_one_line(service_pyz, zipapp_home, key_file, db_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = "127.0.0.1:%d" % taken.getsockname()[1]
+        done = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", f"sqlite:{db_path}",
+                           "-port", free_port(), "-prometheusx.listen-address", address)
+        # A store that cannot open is named first: it is the problem to fix.
+        bad_store = f"sqlite:{db_path.parent}"
+        store_first = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", bad_store,
+                                  "-port", free_port(), "-prometheusx.listen-address", address)
+    assert done.returncode == 1
+    assert only_line(done, PROG) == f"{PROG}: error: cannot serve metrics on {address}: Address already in use"
+    assert store_first.returncode == 1
+    assert only_line(store_first, PROG).startswith(f"{PROG}: error: store {bad_store}: ")
 
 
 def test_bad_flag_from_the_environment_exits_2(service_pyz, zipapp_home, key_file):

@@ -104,21 +104,21 @@ def run_worker(config, signing_key, sockets, metrics_dir):
     # Imported only now: with workers, prometheus_client must see PROMETHEUS_MULTIPROC_DIR.
     from token_exchange import metrics as metrics_module
 
-    if metrics_dir is None:
-        metrics = metrics_module.ServiceMetrics(metrics_module.prometheus_client.REGISTRY)
-        try:
-            metrics_module.start_metrics_server(config.prometheusx_listen_address, metrics.registry)
-        except OSError as e:
-            fail(f"cannot serve metrics on {config.prometheusx_listen_address}: {e.strerror}")
-    else:
-        metrics = metrics_module.ServiceMetrics()  # values go to the shared directory
     try:
         store = open_store(config.store, project=config.project_id, integration_ns=config.client_integration_ns,
                            platform_ns=config.platform_ns, timeout_seconds=config.store_timeout)
     except StoreError as e:
         fail(str(e))
     if metrics_dir is None:
+        metrics = metrics_module.ServiceMetrics(metrics_module.prometheus_client.REGISTRY)
+        try:
+            metrics_module.start_metrics_server(config.prometheusx_listen_address, metrics.registry)
+        except OSError as e:
+            store.close()
+            fail(f"cannot serve metrics on {config.prometheusx_listen_address}: {e.strerror}")
         log_start_up(config, signing_key)
+    else:
+        metrics = metrics_module.ServiceMetrics()  # values go to the shared directory
     log.info("key store %s (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
              config.store, config.project_id, config.client_integration_ns, config.platform_ns,
              config.store_timeout)
