@@ -18,6 +18,8 @@ FLAGS = [
      "127.0.0.1:9991", "127.0.0.1:9991"),
     ("store", "STORE", "store", "datastore", "sqlite:/var/lib/keys.db", "sqlite:/var/lib/keys.db"),
     ("store-timeout", "STORE_TIMEOUT", "store_timeout", 3.0, "0.5", 0.5),
+    ("key-cache-ttl", "KEY_CACHE_TTL", "key_cache_ttl", 5.0, "0", 0.0),
+    ("max-pending-verifications", "MAX_PENDING_VERIFICATIONS", "max_pending_verifications", 64, "8", 8),
 ]
 FLAG_IDS = [flag for flag, *_ in FLAGS]
 SPELLINGS = {
@@ -58,12 +60,24 @@ def test_defaults_are_those_of_the_spec():
         "prometheusx_listen_address": ":9990",
         "store": "datastore",
         "store_timeout": 3.0,
+        "key_cache_ttl": 5.0,
+        "max_pending_verifications": 64,
     }
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "601", "soon", ""])
 def test_invalid_store_timeout_is_refused(capsys, value):
     assert "invalid duration" in refused(capsys, ["-store-timeout", value])
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "601", "soon", ""])
+def test_invalid_key_cache_ttl_is_refused(capsys, value):
+    assert "invalid duration" in refused(capsys, ["-key-cache-ttl", value])
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "many", ""])
+def test_invalid_max_pending_verifications_is_refused(capsys, value):
+    assert "invalid number" in refused(capsys, ["-max-pending-verifications", value])
 
 
 @pytest.mark.parametrize("spelling", SPELLINGS)

@@ -92,6 +92,26 @@ def _positive_seconds(value):
     return seconds
 
 
+def _non_negative_seconds(value):
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 600:  # also refuses nan and inf
+        raise ValueError(f"invalid duration {value!r}: expected seconds, 0 to 600")
+    return seconds
+
+
+def _positive_int(value):
+    try:
+        number = _decimal(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(f"invalid number {value!r}: expected a whole number of 1 or more")
+    return number
+
+
 port_number = checked(_port, "port")
 listen_address = checked(_listen_address, "listen address")
 non_negative_int = checked(_non_negative_int, "number")
@@ -99,6 +119,10 @@ store_spec = checked(check_store_spec, "store")
 
 
 positive_seconds = checked(_positive_seconds, "duration")
+
+
+non_negative_seconds = checked(_non_negative_seconds, "duration")
+positive_int = checked(_positive_int, "number")
 
 
 def add_store_flag(parser):

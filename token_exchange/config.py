@@ -2,7 +2,10 @@
 
 import os
 
-from token_exchange.cliflags import FlagParser, add_flag, add_store_flag, listen_address, port_number
+from token_exchange.admission import DEFAULT_MAX_PENDING
+from token_exchange.cliflags import (FlagParser, add_flag, add_store_flag, listen_address, non_negative_seconds,
+                                     port_number, positive_int)
+from token_exchange.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS
 from token_exchange.store import DEFAULT_INTEGRATION_NS, DEFAULT_PLATFORM_NS
 
 DEFAULT_PRIVATE_KEY_PATH = "/secrets/jwk-priv.json"
@@ -20,6 +23,12 @@ def build_parser():
     add_flag(parser, "prometheusx.listen-address", "address of the metrics server (not served yet)",
              type=listen_address, default=":9990")
     add_store_flag(parser)
+    add_flag(parser, "key-cache-ttl", "seconds a key record read from the store is reused; "
+             "a revoked or changed key stops working within this time (0: read the store on every request)",
+             type=non_negative_seconds, default=DEFAULT_KEY_CACHE_TTL_SECONDS)
+    add_flag(parser, "max-pending-verifications", "bcrypt checks that may be queued or running at once; "
+             "beyond this a cache-miss exchange is answered 503 with Retry-After",
+             type=positive_int, default=DEFAULT_MAX_PENDING)
     return parser
 
 

@@ -58,7 +58,9 @@ async def serve(config, signing_key, store):
     store_executor = concurrent.futures.ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
     # bcrypt releases the GIL: one thread per core uses them all, more would only queue.
     hash_executor = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="hash")
-    verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout)
+    verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout,
+                           key_cache_ttl=config.key_cache_ttl,
+                           max_pending_verifications=config.max_pending_verifications)
     app = make_app(verifier, TokenIssuer(signing_key), [signing_key.public_jwk])
     server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY_BYTES)
     try:
