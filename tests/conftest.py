@@ -75,15 +75,15 @@ class RunningService:
     """The real application on a real socket, its loop in a background thread."""
 
     def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, store_timeout=3.0, store=None,
-                 verifier_options=None, **store_options):
-        """verifier_options go to KeyVerifier (key_cache_ttl, verify, events, ...).
+                 key_cache_ttl=0, verifier_options=None, **store_options):
+        """verifier_options go to KeyVerifier (verify, events, clock, ...).
 
         key_cache_ttl is 0 unless given, so tests see each store change at once.
         """
         self.signing_key = signing_key
         self.store = store or SQLiteKeyStore(str(store_path), **store_options)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
-        verifier_options = {"key_cache_ttl": 0, **(verifier_options or {})}
+        verifier_options = {"key_cache_ttl": key_cache_ttl, **(verifier_options or {})}
         self.verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout, **verifier_options)
         self.app = make_app(self.verifier, issuer_factory(signing_key), [signing_key.public_jwk])
         sock, self.port = tornado.testing.bind_unused_port()

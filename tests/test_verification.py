@@ -135,7 +135,7 @@ def test_the_cache_holds_keyed_digests_never_the_secret(start_service, integrati
 
 def test_with_ttl_0_a_revoked_key_is_refused_at_once_despite_the_cache(start_service, integration_key, db_path):
     verify = CountingVerify()
-    service = start_service(verifier_options=dict(verify=verify, key_cache_ttl=0))
+    service = start_service(key_cache_ttl=0, verifier_options=dict(verify=verify))
     key = integration_key()
     assert exchange(service.base_url, "integration", key.api_key).status == 200
     set_key(db_path, key.key_id, status="revoked")
@@ -147,7 +147,7 @@ def test_with_ttl_0_a_revoked_key_is_refused_at_once_despite_the_cache(start_ser
 
 def test_a_revoked_key_is_refused_once_the_ttl_has_passed(start_service, integration_key, db_path):
     clock = FakeClock()
-    service = start_service(verifier_options=dict(key_cache_ttl=5, clock=clock))
+    service = start_service(key_cache_ttl=5, verifier_options=dict(clock=clock))
     key = integration_key()
     assert exchange(service.base_url, "integration", key.api_key).status == 200
     set_key(db_path, key.key_id, status="revoked")
@@ -159,7 +159,7 @@ def test_a_revoked_key_is_refused_once_the_ttl_has_passed(start_service, integra
 
 def test_a_changed_hash_refuses_the_old_secret_once_the_ttl_has_passed(start_service, integration_key, db_path):
     clock = FakeClock()
-    service = start_service(verifier_options=dict(key_cache_ttl=5, clock=clock))
+    service = start_service(key_cache_ttl=5, verifier_options=dict(clock=clock))
     key = integration_key()
     assert exchange(service.base_url, "integration", key.api_key).status == 200
     set_key(db_path, key.key_id, key_hash=hash_secret(b"a-new-secret", bcrypt_cost=4))
