@@ -62,6 +62,11 @@ class VerifierEvents:
         pass
 
 
+def _where(key):
+    """The key named for a log line: its ids, never its secret."""
+    return f"integration={key.integration_id} key_id={key.key_id}"
+
+
 class KeyVerifier:
     def __init__(self, store, store_executor, hash_executor, store_timeout_seconds, *,
                  key_cache_ttl=DEFAULT_KEY_CACHE_TTL_SECONDS, max_pending_verifications=DEFAULT_MAX_PENDING,
@@ -88,17 +93,16 @@ class KeyVerifier:
         if record is None:
             record = await self._ask_store(self._store.get_integration_key, key.integration_id, key.key_id)
             self._records.put(lookup, record)
-        where = f"integration={key.integration_id} key_id={key.key_id}"
         if record is None:
-            raise InvalidKey(f"unknown key ({where})")
+            raise InvalidKey(f"unknown key ({_where(key)})")
         if record.status != ACTIVE:
-            raise InvalidKey(f"key is not active ({where})")
+            raise InvalidKey(f"key is not active ({_where(key)})")
         try:
             matched = await self._matches(lookup, key.secret, record.key_hash)
         except Refused as e:
-            raise type(e)(f"{e} ({where})", e.retry_after_seconds) from None
+            raise type(e)(f"{e} ({_where(key)})", e.retry_after_seconds) from None
         if not matched:
-            raise InvalidKey(f"secret does not match ({where})")
+            raise InvalidKey(f"secret does not match ({_where(key)})")
         return IntegrationIdentity(record.integration_id, record.key_id, record.tier)
 
     async def verify_autojoin_key(self, api_key):
