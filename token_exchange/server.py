@@ -3,7 +3,6 @@
 import asyncio
 import concurrent.futures
 import logging
-import os
 import signal
 import sys
 
@@ -11,6 +10,7 @@ import tornado.httpserver
 
 from token_exchange.app import make_app
 from token_exchange.handlers.base import MAX_BODY_BYTES
+from token_exchange.hashpool import make_hash_executor
 from token_exchange.config import parse_config
 from token_exchange.signingkey import KeyFileError, load_signing_key
 from token_exchange.store import StoreError, open_store
@@ -56,8 +56,7 @@ def main(argv=None):
 
 async def serve(config, signing_key, store):
     store_executor = concurrent.futures.ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
-    # bcrypt releases the GIL: one thread per core uses them all, more would only queue.
-    hash_executor = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="hash")
+    hash_executor = make_hash_executor()
     verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout,
                            key_cache_ttl=config.key_cache_ttl,
                            max_pending_verifications=config.max_pending_verifications)
