@@ -47,8 +47,10 @@ class Throttled(Refused):
 
 
 class Admission:
-    def __init__(self, max_pending=DEFAULT_MAX_PENDING, clock=time.monotonic):
+    def __init__(self, max_pending=DEFAULT_MAX_PENDING, max_failures_per_key=MAX_FAILURES_PER_KEY,
+                 clock=time.monotonic):
         self._max_pending = max_pending
+        self._max_failures = max_failures_per_key
         self._clock = clock
         self.pending = 0
         self._running = collections.Counter()  # key id -> checks in progress
@@ -58,7 +60,7 @@ class Admission:
         """Count a check for key_id as started, or raise Overloaded or Throttled."""
         retry_after = self._failure_retry_after(key_id)
         if retry_after:
-            raise Throttled(f"{MAX_FAILURES_PER_KEY} failed checks within {FAILURE_WINDOW_SECONDS:g} s",
+            raise Throttled(f"{self._max_failures} failed checks within {FAILURE_WINDOW_SECONDS:g} s",
                             retry_after)
         if self._running[key_id] >= MAX_CONCURRENT_PER_KEY:
             raise Throttled(f"{MAX_CONCURRENT_PER_KEY} checks already running for this key", 1)
@@ -76,8 +78,8 @@ class Admission:
         if matched is False:
             failures = self._failures.setdefault(key_id, collections.deque())
             failures.append(self._clock())
-            # Only the newest MAX_FAILURES_PER_KEY matter to the limit.
-            while len(failures) > MAX_FAILURES_PER_KEY:
+            # Only the newest max_failures matter to the limit.
+            while len(failures) > self._max_failures:
                 failures.popleft()
 
     def _failure_retry_after(self, key_id):
@@ -90,6 +92,6 @@ class Admission:
         if not failures:
             del self._failures[key_id]
             return 0
-        if len(failures) < MAX_FAILURES_PER_KEY:
+        if len(failures) < self._max_failures:
             return 0
         return max(1, math.ceil(failures[0] + FAILURE_WINDOW_SECONDS - now))

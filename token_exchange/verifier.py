@@ -15,7 +15,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from token_exchange.admission import DEFAULT_MAX_PENDING, Admission, Overloaded, Refused, Throttled
+from token_exchange.admission import (DEFAULT_MAX_PENDING, MAX_FAILURES_PER_KEY, Admission, Overloaded, Refused,
+                                      Throttled)
 from token_exchange.apikey import MalformedKey, check_autojoin_key, parse_integration_key
 from token_exchange.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS, RecordCache
 from token_exchange.secrethash import BCRYPT, hash_scheme, verify_secret
@@ -70,14 +71,15 @@ def _where(key):
 class KeyVerifier:
     def __init__(self, store, store_executor, hash_executor, store_timeout_seconds, *,
                  key_cache_ttl=DEFAULT_KEY_CACHE_TTL_SECONDS, max_pending_verifications=DEFAULT_MAX_PENDING,
-                 verification_cache=None, verify=verify_secret, events=None, clock=time.monotonic):
+                 max_failures_per_key=MAX_FAILURES_PER_KEY, verification_cache=None, verify=verify_secret,
+                 events=None, clock=time.monotonic):
         self._store = store
         self._store_executor = store_executor
         self._hash_executor = hash_executor
         self._store_timeout = store_timeout_seconds
         self._records = RecordCache(key_cache_ttl, clock=clock)
         self._verified = verification_cache if verification_cache is not None else VerificationCache()
-        self._admission = Admission(max_pending_verifications, clock=clock)
+        self._admission = Admission(max_pending_verifications, max_failures_per_key, clock=clock)
         self._verify = verify
         self._events = events or VerifierEvents()
         self._in_flight = {}  # digest -> future of the bcrypt check running for it
