@@ -10,8 +10,6 @@ import sqlite3
 import threading
 import time
 
-import pytest
-
 from tests.consumer import verify_token
 from tests.httpclient import exchange, request
 from token_exchange.admission import MAX_CONCURRENT_PER_KEY, MAX_FAILURES_PER_KEY
