@@ -14,6 +14,8 @@ import tornado.httpserver
 import tornado.testing
 
 from token_exchange.app import make_app
+from token_exchange.handlers.ready import store_probe
+from token_exchange.metrics import ServiceMetrics
 from token_exchange.provisioning import create_autojoin_key, create_integration_key
 from token_exchange.signingkey import generate_private_jwk, load_signing_key
 from token_exchange.store.sqlite import SQLiteKeyStore
@@ -81,11 +83,15 @@ class RunningService:
         key_cache_ttl is 0 unless given, so tests see each store change at once.
         """
         self.signing_key = signing_key
-        self.store = store or SQLiteKeyStore(str(store_path), **store_options)
+        self.metrics = ServiceMetrics()  # a registry of its own
+        self.store = self.metrics.timed_store(store or SQLiteKeyStore(str(store_path), **store_options))
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
-        verifier_options = {"key_cache_ttl": key_cache_ttl, **(verifier_options or {})}
+        verifier_options = {"key_cache_ttl": key_cache_ttl, "events": self.metrics.verifier_events,
+                            **(verifier_options or {})}
         self.verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout, **verifier_options)
-        self.app = make_app(self.verifier, issuer_factory(signing_key), [signing_key.public_jwk])
+        self.app = make_app(self.verifier, issuer_factory(signing_key), [signing_key.public_jwk],
+                            readiness_probe=store_probe(self.store, self.executor, store_timeout),
+                            metrics=self.metrics)
         sock, self.port = tornado.testing.bind_unused_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._sock = sock
@@ -103,6 +109,12 @@ class RunningService:
         self.loop.run_forever()
         self.loop.run_until_complete(self.server.close_all_connections())
         self.loop.close()
+
+    def settle(self):
+        """Wait until the loop has run past every answered request: its access line and metrics follow the answer."""
+        done = threading.Event()
+        self.loop.call_soon_threadsafe(done.set)
+        assert done.wait(10)
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.server.stop)

@@ -82,6 +82,16 @@ def _non_negative_int(value):
         raise ValueError(f"invalid number {value!r}: expected a whole number of 0 or more") from None
 
 
+def _positive_int(value):
+    try:
+        number = _decimal(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(f"invalid number {value!r}: expected a whole number of 1 or more")
+    return number
+
+
 def _positive_seconds(value):
     try:
         seconds = float(value)
@@ -102,27 +112,15 @@ def _non_negative_seconds(value):
     return seconds
 
 
-def _positive_int(value):
-    try:
-        number = _decimal(value)
-    except ValueError:
-        number = 0
-    if number < 1:
-        raise ValueError(f"invalid number {value!r}: expected a whole number of 1 or more")
-    return number
-
-
 port_number = checked(_port, "port")
 listen_address = checked(_listen_address, "listen address")
 non_negative_int = checked(_non_negative_int, "number")
+positive_int = checked(_positive_int, "number")
 store_spec = checked(check_store_spec, "store")
 
 
 positive_seconds = checked(_positive_seconds, "duration")
-
-
 non_negative_seconds = checked(_non_negative_seconds, "duration")
-positive_int = checked(_positive_int, "number")
 
 
 def add_store_flag(parser):
