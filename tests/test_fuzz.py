@@ -164,6 +164,13 @@ def server_errors():
 
 
 @pytest.fixture
+def service(start_service):
+    # Thousands of wrong secrets for one key: the per-key throttle (tested in
+    # test_verification.py) would answer 429 where these tests check the 401.
+    return start_service(verifier_options=dict(max_failures_per_key=10 ** 9))
+
+
+@pytest.fixture
 def fuzzed(service, server_errors):
     """The running service, checked to be healthy and error-free after each example."""
     class Fuzzed:

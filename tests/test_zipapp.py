@@ -10,13 +10,14 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 
 import pytest
 from jwcrypto import jwk
 
-from tests.httpclient import request
+from tests.httpclient import exchange, request
 from tests.zipapp_service import (  # noqa: F401 (fixtures)
     START_TIMEOUT_SECONDS,
     error_line,
@@ -31,7 +32,7 @@ from token_exchange.signingkey import PRIVATE_PARAMS
 
 PROG = "token-exchange"
 FLAGS = ("-port", "-private-key-path", "-platform-ns", "-client-integration-ns", "-project-id",
-         "-prometheusx.listen-address", "-store")
+         "-prometheusx.listen-address", "-store", "-store-timeout", "-key-cache-ttl", "-max-pending-verifications")
 
 
 @pytest.fixture
@@ -190,7 +191,10 @@ def test_datastore_store_stops_start_up_with_one_line(service_pyz, zipapp_home, 
     (["-prometheusx.listen-address", "9990"], "-prometheusx.listen-address"),
     (["-no-such-flag"], "-no-such-flag"),
     (["-por", "{port}"], "-por"),  # Go's flag package knows no abbreviations
-], ids=["store-foo", "store-sqlite-empty", "port-nan", "port-range", "metrics-address", "unknown", "abbreviated"])
+    (["-key-cache-ttl", "-1"], "-key-cache-ttl"),
+    (["-max-pending-verifications", "0"], "-max-pending-verifications"),
+], ids=["store-foo", "store-sqlite-empty", "port-nan", "port-range", "metrics-address", "unknown", "abbreviated",
+        "key-cache-ttl-negative", "max-pending-zero"])
 def test_bad_flag_exits_2_with_one_line(service_pyz, zipapp_home, key_file, db_path, args, named):
     port = free_port()
     done = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", f"sqlite:{db_path}",
@@ -318,3 +322,25 @@ def test_sigterm_lets_a_request_in_flight_finish(zipapp_services, integration_ke
     finally:
         conn.close()
     assert service.process.wait(30) == 0
+
+
+def revoke(db_path, key_id):
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE integration_keys SET status = 'revoked' WHERE key_id = ?", (key_id,))
+
+
+def test_key_cache_ttl_0_refuses_a_revoked_key_at_once(zipapp_services, integration_key, db_path):
+    key = integration_key()
+    service = zipapp_services.start("-key-cache-ttl", "0")
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+    revoke(db_path, key.key_id)
+    assert exchange(service.base_url, "integration", key.api_key).status == 401
+
+
+def test_key_cache_ttl_reuses_the_record_within_its_bound(zipapp_services, integration_key, db_path):
+    # 600 s: far longer than this test, so the cached record must still answer.
+    key = integration_key()
+    service = zipapp_services.start("--key-cache-ttl=600")
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+    revoke(db_path, key.key_id)
+    assert exchange(service.base_url, "integration", key.api_key).status == 200

@@ -20,6 +20,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from token_exchange.app import make_app
+from token_exchange.hashpool import make_hash_executor
 from token_exchange.config import parse_config
 from token_exchange.handlers.base import MAX_BODY_BYTES
 from token_exchange.handlers.ready import store_probe
@@ -131,9 +132,11 @@ def run_worker(config, signing_key, sockets, metrics_dir):
 
 async def serve(config, signing_key, store, metrics, sockets):
     store_executor = concurrent.futures.ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
-    # bcrypt releases the GIL: one thread per core uses them all, more would only queue.
-    hash_executor = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="hash")
-    verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout)
+    hash_executor = make_hash_executor()
+    verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout,
+                           key_cache_ttl=config.key_cache_ttl,
+                           max_pending_verifications=config.max_pending_verifications,
+                           events=metrics.verifier_events)
     in_flight = RequestsInFlight()
     app = make_app(verifier, TokenIssuer(signing_key), [signing_key.public_jwk],
                    readiness_probe=store_probe(store, store_executor, config.store_timeout),
