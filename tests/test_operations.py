@@ -86,6 +86,19 @@ def test_store_errors_are_counted_by_operation(service, integration_key, monkeyp
     assert value(got, "tokenexchange_integration_requests_total", code="503", method="post") == 1
 
 
+def test_the_verifier_reports_cache_and_queue_through_requests(service, integration_key):
+    key = integration_key("acme")
+    for _ in range(3):
+        assert exchange(service.base_url, "integration", key.api_key).status == 200
+    assert exchange(service.base_url, "integration", key.api_key[:-1] + "x").status == 401
+    service.settle()
+    got = samples(service.metrics.registry)
+    # One bcrypt check for the first exchange and one for the wrong secret; the repeats hit the cache.
+    assert value(got, "tokenexchange_verification_cache_total", result="miss") == 2
+    assert value(got, "tokenexchange_verification_cache_total", result="hit") == 2
+    assert value(got, "tokenexchange_hashing_queue_depth") == 0
+
+
 def test_verifier_events_feed_cache_and_queue_metrics(service):
     events = service.metrics.verifier_events
     events.cache_miss()
