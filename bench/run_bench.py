@@ -267,8 +267,10 @@ def main():
 
         bare_port, port = free_port(), free_port()
         bare = start([sys.executable, str(BARE_SERVER), str(bare_port)])
+        # A free metrics port too: the default one may be in use on a shared machine.
         service = start([sys.executable, "-m", "token_exchange", "-port", str(port), "-private-key-path",
-                         str(key_path), "-store", f"sqlite:{db_path}"])
+                         str(key_path), "-store", f"sqlite:{db_path}",
+                         "-prometheusx.listen-address", f"{HOST}:{free_port()}"])
         try:
             wait_for_port(bare_port)
             wait_for_port(port)
