@@ -15,7 +15,7 @@ import tornado.testing
 
 from token_exchange.app import make_app
 from token_exchange.provisioning import create_autojoin_key, create_integration_key
-from token_exchange.signingkey import generate_private_jwk, load_signing_key
+from token_exchange.signingkey import generate_private_jwk, load_key_set
 from token_exchange.store.sqlite import SQLiteKeyStore
 from token_exchange.tokens import TokenIssuer
 from token_exchange.verifier import KeyVerifier
@@ -75,12 +75,12 @@ class RunningService:
     """The real application on a real socket, its loop in a background thread."""
 
     def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, store_timeout=3.0, store=None,
-                 **store_options):
+                 public_jwks=None, **store_options):
         self.signing_key = signing_key
         self.store = store or SQLiteKeyStore(str(store_path), **store_options)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
         verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout)
-        self.app = make_app(verifier, issuer_factory(signing_key), [signing_key.public_jwk])
+        self.app = make_app(verifier, issuer_factory(signing_key), public_jwks or [signing_key.public_jwk])
         sock, self.port = tornado.testing.bind_unused_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._sock = sock
@@ -109,11 +109,13 @@ class RunningService:
 
 @pytest.fixture
 def start_service(tmp_path, key_file, db_path):
-    """Start the service in-process: start_service(alg="RS256", **options)."""
+    """Start the service in-process: start_service(alg="RS256", **options), or with the key file
+    (one JWK or a JWK Set) at key_path."""
     services = []
 
-    def start(alg="RS256", store_path=None, **options):
-        service = RunningService(load_signing_key(str(key_file(alg))), store_path or db_path, **options)
+    def start(alg="RS256", store_path=None, key_path=None, **options):
+        keys = load_key_set(str(key_path or key_file(alg)))
+        service = RunningService(keys.signing_key, store_path or db_path, public_jwks=keys.public_jwks, **options)
         services.append(service)
         return service
 

@@ -11,8 +11,7 @@ from token_exchange.signingkey import (
     KeyFileError,
     generate_private_jwk,
     load_key_set,
-    load_signing_key,
-    parse_signing_key,
+    parse_key_set,
     write_private_jwk,
 )
 from tests.conftest import ALGS
@@ -27,7 +26,7 @@ def write(tmp_path, content, name="key.json"):
 @pytest.mark.parametrize("alg", ["RS256", "ES256", "EdDSA"])
 def test_generated_keys_load_with_their_alg_and_kid(tmp_path, alg):
     data = generate_private_jwk(alg, kid="test-kid")
-    key = load_signing_key(write(tmp_path, data))
+    key = load_key_set(write(tmp_path, data)).signing_key
     assert (key.alg, key.kid) == (alg, "test-kid")
     assert not set(PRIVATE_PARAMS) & set(key.public_jwk)
     assert key.public_jwk["alg"] == alg
@@ -39,7 +38,7 @@ def test_generated_keys_load_with_their_alg_and_kid(tmp_path, alg):
 def test_missing_alg_is_inferred_from_the_key(tmp_path, kty, params, alg):
     data = json.loads(jwk.JWK.generate(kty=kty, kid="k", **params).export_private())
     assert "alg" not in data
-    assert load_signing_key(write(tmp_path, data)).alg == alg
+    assert load_key_set(write(tmp_path, data)).signing_key.alg == alg
 
 
 def bad_files(private_jwks):
@@ -51,7 +50,6 @@ def bad_files(private_jwks):
         "not JSON": ("{not json", "is not valid JSON"),
         "empty": ("", "is not valid JSON"),
         "array": ([rsa], "expected one private JWK"),
-        "JWK Set": ({"keys": [rsa]}, "JWK Set"),
         "public only": (public, "public key"),
         "no kid": ({k: v for k, v in rsa.items() if k != "kid"}, "'kid'"),
         "empty kid": (dict(rsa, kid=""), "'kid'"),
@@ -70,7 +68,7 @@ def test_each_bad_key_file_is_refused_with_one_clear_line(tmp_path, private_jwks
     for name, (content, problem) in bad_files(private_jwks).items():
         path = write(tmp_path, content, name.replace(" ", "-") + ".json")
         with pytest.raises(KeyFileError) as raised:
-            load_signing_key(path)
+            load_key_set(path)
         message = str(raised.value)
         assert message.startswith(f"private key file {path}: "), name
         assert "\n" not in message, name
@@ -82,13 +80,13 @@ def test_each_bad_key_file_is_refused_with_one_clear_line(tmp_path, private_jwks
 
 def test_missing_and_unreadable_files(tmp_path):
     with pytest.raises(KeyFileError, match="does not exist"):
-        load_signing_key(str(tmp_path / "missing.json"))
+        load_key_set(str(tmp_path / "missing.json"))
     with pytest.raises(KeyFileError, match="is a directory"):
-        load_signing_key(str(tmp_path))
+        load_key_set(str(tmp_path))
 
 
 def test_repr_never_shows_key_material(private_jwks):
-    key = parse_signing_key(json.dumps(private_jwks["RS256"]))
+    key = parse_key_set(json.dumps(private_jwks["RS256"])).signing_key
     assert private_jwks["RS256"]["d"] not in repr(key)
 
 
@@ -168,10 +166,3 @@ def test_each_bad_key_set_is_refused_with_one_line_naming_the_key(tmp_path, priv
             for param in PRIVATE_PARAMS:
                 assert not private.get(param) or private[param] not in message, name
 
-
-def test_every_bad_single_key_is_refused_by_the_set_loader_too(tmp_path, private_jwks):
-    for name, (content, problem) in bad_files(private_jwks).items():
-        if name in ("JWK Set", "array"):
-            continue
-        with pytest.raises(KeyFileError, match=problem):
-            load_key_set(write(tmp_path, content, name.replace(" ", "-") + ".json"))

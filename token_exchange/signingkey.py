@@ -71,19 +71,6 @@ class KeySet:
         return [public["kid"] for public in self.public_jwks]
 
 
-def load_signing_key(path):
-    """Read and check the one private JWK at path; raise KeyFileError when unusable."""
-    return parse_signing_key(read_key_file(path), path)
-
-
-def parse_signing_key(raw, path="<key>"):
-    """The one private JWK in raw (a file's bytes); a JWK Set is refused here."""
-    data = _parse_json(raw, path)
-    if "keys" in data and "kty" not in data:
-        raise KeyFileError(path, "holds a JWK Set; expected one private JWK")
-    return _private_key(data, path, "")
-
-
 def load_key_set(path):
     """Read the signing key file, one private JWK or a JWK Set; raise KeyFileError when unusable."""
     return parse_key_set(read_key_file(path), path)
