@@ -110,7 +110,7 @@ def parse_key_set(raw, path="<key>"):
             published.append(_public_key(member, path, where + ": "))
     if signing_key is None:
         raise KeyFileError(path, "JWK Set has no private key; its first private key signs")
-    # The signing key first: it is the one consumers need most.
+    # The signing key first, so whoever reads the JWKS sees which key signs.
     return KeySet(signing_key, [signing_key.public_jwk, *published])
 
 
@@ -142,7 +142,7 @@ def _parse_json(raw, path):
 
 def _private_key(data, path, where):
     """Check one private JWK; where ("keys[2] (kid 'x'): " or "") prefixes each problem."""
-    kty, alg, key = _checked_jwk(data, path, where, need_private=True)
+    alg, key = _checked_jwk(data, path, where, need_private=True)
     signing_key = SigningKey(key, alg)
     _check_signs(signing_key, path, where)
     return signing_key
@@ -150,12 +150,12 @@ def _private_key(data, path, where):
 
 def _public_key(data, path, where):
     """Check one public-only JWK of a set; return it as published."""
-    kty, alg, key = _checked_jwk(data, path, where, need_private=False)
+    alg, key = _checked_jwk(data, path, where, need_private=False)
     return _published(key, alg)
 
 
 def _checked_jwk(data, path, where, need_private):
-    """The common checks of a JWK: type, kid, algorithm, size. Return (kty, alg, jwcrypto key)."""
+    """The common checks of a JWK: type, kid, algorithm, size. Return (alg, jwcrypto key)."""
     kty = data.get("kty")
     if kty not in ("RSA", "EC", "OKP"):
         raise KeyFileError(path, f"{where}unsupported or missing key type 'kty' {_shown(kty)}")
@@ -184,7 +184,7 @@ def _checked_jwk(data, path, where, need_private):
         bits = op_key.key_size
         if bits < MIN_RSA_BITS:
             raise KeyFileError(path, f"{where}RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")
-    return kty, alg, key
+    return alg, key
 
 
 def _published(key, alg):
