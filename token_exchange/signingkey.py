@@ -217,7 +217,7 @@ def _shown(value):
 
 
 def generate_private_jwk(alg="RS256", kid=None):
-    """A new private JWK (as a dict) in the format load_signing_key reads."""
+    """A new private JWK (as a dict) in the format load_key_set reads."""
     if alg == "RS256":
         key = jwk.JWK.generate(kty="RSA", size=2048)
     elif alg == "ES256":
