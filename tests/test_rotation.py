@@ -2,6 +2,7 @@
 token keeps verifying as a consumer does while its key stays in the set."""
 
 import json
+import time
 
 import pytest
 
@@ -48,20 +49,21 @@ def test_token_of_the_previous_key_verifies_until_that_key_leaves_the_set(start_
 
     before = start_service(key_path=write_key_file(tmp_path / "before.json", old))
     old_token = autojoin_token(before, api_key)
+    old_issued = time.time()  # restarts take a while: verify its iat against when it was issued
     assert token_header(old_token)["kid"] == old["kid"]
 
     # Switched: the new key signs, the old one is still published.
     switched = start_service(key_path=write_key_file(tmp_path / "switched.json", {"keys": [new, old]}))
     new_token = autojoin_token(switched, api_key)
     assert token_header(new_token)["kid"] == new["kid"]
-    assert verify_token(switched.base_url, old_token, "autojoin")["org"] == "example-org"
+    assert verify_token(switched.base_url, old_token, "autojoin", now=old_issued)["org"] == "example-org"
     assert verify_token(switched.base_url, new_token, "autojoin")["org"] == "example-org"
 
     # Retired: the old key is gone from the set, and its tokens with it.
     retired = start_service(key_path=write_key_file(tmp_path / "retired.json", {"keys": [new]}))
     assert verify_token(retired.base_url, new_token, "autojoin")["org"] == "example-org"
     with pytest.raises(AssertionError, match="no JWKS key with the token's kid"):
-        verify_token(retired.base_url, old_token, "autojoin")
+        verify_token(retired.base_url, old_token, "autojoin", now=old_issued)
 
 
 def test_previous_key_kept_public_only_still_verifies_its_tokens(start_service, tmp_path, autojoin_key):
@@ -69,6 +71,7 @@ def test_previous_key_kept_public_only_still_verifies_its_tokens(start_service, 
     new = generate_private_jwk("RS256")
     api_key = autojoin_key().api_key
     old_token = autojoin_token(start_service(key_path=write_key_file(tmp_path / "old.json", old)), api_key)
+    old_issued = time.time()
     switched = start_service(key_path=write_key_file(tmp_path / "switched.json", {"keys": [public_half(old), new]}))
     assert token_header(autojoin_token(switched, api_key))["kid"] == new["kid"]
-    assert verify_token(switched.base_url, old_token, "autojoin")["org"] == "example-org"
+    assert verify_token(switched.base_url, old_token, "autojoin", now=old_issued)["org"] == "example-org"

@@ -4,6 +4,7 @@ verified over HTTP as a consumer does."""
 
 import json
 import stat
+import time
 
 import pytest
 
@@ -56,6 +57,7 @@ def test_rotation_runbook_with_the_built_tools(tools, zipapp_services, tmp_path,
 
     service = restart(zipapp_services, None, path, db_path)
     old_token = autojoin_token(service, api_key)
+    old_issued = time.time()  # restarts take a while: verify its iat against when it was issued
     assert token_header(old_token)["kid"] == "old-key"
     assert published(service) == ["old-key"]
 
@@ -75,7 +77,7 @@ def test_rotation_runbook_with_the_built_tools(tools, zipapp_services, tmp_path,
     service = restart(zipapp_services, service, path, db_path)
     new_token = autojoin_token(service, api_key)
     assert token_header(new_token) == {"alg": "ES256", "kid": "new-key", "typ": "JWT"}
-    assert verify_token(service.base_url, old_token, "autojoin")["org"] == "example-org"
+    assert verify_token(service.base_url, old_token, "autojoin", now=old_issued)["org"] == "example-org"
     assert verify_token(service.base_url, new_token, "autojoin")["org"] == "example-org"
 
     # 3. Retire the old key: its tokens no longer verify, the new key's do.
@@ -85,7 +87,7 @@ def test_rotation_runbook_with_the_built_tools(tools, zipapp_services, tmp_path,
     assert published(service) == ["new-key"]
     assert fetch_jwks(service.base_url).get_key("old-key") is None
     with pytest.raises(AssertionError, match="no JWKS key with the token's kid"):
-        verify_token(service.base_url, old_token, "autojoin")
+        verify_token(service.base_url, old_token, "autojoin", now=old_issued)
     assert verify_token(service.base_url, autojoin_token(service, api_key), "autojoin")["org"] == "example-org"
 
 
