@@ -34,7 +34,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from token_exchange import apikey  # noqa: E402
-from token_exchange.signingkey import generate_private_jwk, load_signing_key  # noqa: E402
+from token_exchange.signingkey import generate_private_jwk, load_key_set  # noqa: E402
 from token_exchange.store.sqlite import SQLiteKeyStore  # noqa: E402
 
 HOST = "127.0.0.1"  # the benchmark only ever targets this machine
@@ -249,7 +249,7 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         key_path = pathlib.Path(workdir) / "jwk-priv.json"
         key_path.write_text(json.dumps(generate_private_jwk("RS256")))
-        signing_key = load_signing_key(str(key_path))
+        signing_key = load_key_set(str(key_path)).signing_key
         db_path = pathlib.Path(workdir) / "keys.db"
         store = SQLiteKeyStore(str(db_path))
         print(f"creating {miss_keys + 1} keys at bcrypt cost {args.bcrypt_cost} ...", flush=True)

@@ -17,7 +17,7 @@ from token_exchange.app import make_app
 from token_exchange.handlers.ready import store_probe
 from token_exchange.metrics import ServiceMetrics
 from token_exchange.provisioning import create_autojoin_key, create_integration_key
-from token_exchange.signingkey import generate_private_jwk, load_signing_key
+from token_exchange.signingkey import generate_private_jwk, load_key_set
 from token_exchange.store.sqlite import SQLiteKeyStore
 from token_exchange.tokens import TokenIssuer
 from token_exchange.verifier import KeyVerifier
@@ -77,7 +77,7 @@ class RunningService:
     """The real application on a real socket, its loop in a background thread."""
 
     def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, store_timeout=3.0, store=None,
-                 key_cache_ttl=0, verifier_options=None, **store_options):
+                 key_cache_ttl=0, verifier_options=None, public_jwks=None, **store_options):
         """verifier_options go to KeyVerifier (verify, events, clock, ...).
 
         key_cache_ttl is 0 unless given, so tests see each store change at once.
@@ -89,7 +89,7 @@ class RunningService:
         verifier_options = {"key_cache_ttl": key_cache_ttl, "events": self.metrics.verifier_events,
                             **(verifier_options or {})}
         self.verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout, **verifier_options)
-        self.app = make_app(self.verifier, issuer_factory(signing_key), [signing_key.public_jwk],
+        self.app = make_app(self.verifier, issuer_factory(signing_key), public_jwks or [signing_key.public_jwk],
                             readiness_probe=store_probe(self.store, self.executor, store_timeout),
                             metrics=self.metrics)
         sock, self.port = tornado.testing.bind_unused_port()
@@ -126,11 +126,13 @@ class RunningService:
 
 @pytest.fixture
 def start_service(tmp_path, key_file, db_path):
-    """Start the service in-process: start_service(alg="RS256", **options)."""
+    """Start the service in-process: start_service(alg="RS256", **options), or with the key file
+    (one JWK or a JWK Set) at key_path."""
     services = []
 
-    def start(alg="RS256", store_path=None, **options):
-        service = RunningService(load_signing_key(str(key_file(alg))), store_path or db_path, **options)
+    def start(alg="RS256", store_path=None, key_path=None, **options):
+        keys = load_key_set(str(key_path or key_file(alg)))
+        service = RunningService(keys.signing_key, store_path or db_path, public_jwks=keys.public_jwks, **options)
         services.append(service)
         return service
 

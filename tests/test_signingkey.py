@@ -1,6 +1,7 @@
 """Loading the private JWK: what signs, and every file the service must refuse."""
 
 import json
+import re
 
 import pytest
 from jwcrypto import jwk
@@ -9,10 +10,11 @@ from token_exchange.signingkey import (
     PRIVATE_PARAMS,
     KeyFileError,
     generate_private_jwk,
-    load_signing_key,
-    parse_signing_key,
+    load_key_set,
+    parse_key_set,
     write_private_jwk,
 )
+from tests.conftest import ALGS
 
 
 def write(tmp_path, content, name="key.json"):
@@ -24,7 +26,7 @@ def write(tmp_path, content, name="key.json"):
 @pytest.mark.parametrize("alg", ["RS256", "ES256", "EdDSA"])
 def test_generated_keys_load_with_their_alg_and_kid(tmp_path, alg):
     data = generate_private_jwk(alg, kid="test-kid")
-    key = load_signing_key(write(tmp_path, data))
+    key = load_key_set(write(tmp_path, data)).signing_key
     assert (key.alg, key.kid) == (alg, "test-kid")
     assert not set(PRIVATE_PARAMS) & set(key.public_jwk)
     assert key.public_jwk["alg"] == alg
@@ -36,7 +38,7 @@ def test_generated_keys_load_with_their_alg_and_kid(tmp_path, alg):
 def test_missing_alg_is_inferred_from_the_key(tmp_path, kty, params, alg):
     data = json.loads(jwk.JWK.generate(kty=kty, kid="k", **params).export_private())
     assert "alg" not in data
-    assert load_signing_key(write(tmp_path, data)).alg == alg
+    assert load_key_set(write(tmp_path, data)).signing_key.alg == alg
 
 
 def bad_files(private_jwks):
@@ -48,7 +50,6 @@ def bad_files(private_jwks):
         "not JSON": ("{not json", "is not valid JSON"),
         "empty": ("", "is not valid JSON"),
         "array": ([rsa], "expected one private JWK"),
-        "JWK Set": ({"keys": [rsa]}, "JWK Set"),
         "public only": (public, "public key"),
         "no kid": ({k: v for k, v in rsa.items() if k != "kid"}, "'kid'"),
         "empty kid": (dict(rsa, kid=""), "'kid'"),
@@ -67,11 +68,11 @@ def test_each_bad_key_file_is_refused_with_one_clear_line(tmp_path, private_jwks
     for name, (content, problem) in bad_files(private_jwks).items():
         path = write(tmp_path, content, name.replace(" ", "-") + ".json")
         with pytest.raises(KeyFileError) as raised:
-            load_signing_key(path)
+            load_key_set(path)
         message = str(raised.value)
         assert message.startswith(f"private key file {path}: "), name
         assert "\n" not in message, name
-        assert __import__("re").search(problem, message), (name, message)
+        assert re.search(problem, message), (name, message)
         for param in PRIVATE_PARAMS:
             value = private_jwks["RS256"].get(param)
             assert not value or value not in message, name
@@ -79,13 +80,13 @@ def test_each_bad_key_file_is_refused_with_one_clear_line(tmp_path, private_jwks
 
 def test_missing_and_unreadable_files(tmp_path):
     with pytest.raises(KeyFileError, match="does not exist"):
-        load_signing_key(str(tmp_path / "missing.json"))
+        load_key_set(str(tmp_path / "missing.json"))
     with pytest.raises(KeyFileError, match="is a directory"):
-        load_signing_key(str(tmp_path))
+        load_key_set(str(tmp_path))
 
 
 def test_repr_never_shows_key_material(private_jwks):
-    key = parse_signing_key(json.dumps(private_jwks["RS256"]))
+    key = parse_key_set(json.dumps(private_jwks["RS256"])).signing_key
     assert private_jwks["RS256"]["d"] not in repr(key)
 
 
@@ -95,3 +96,73 @@ def test_written_key_is_private_to_its_owner_and_never_overwritten(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     with pytest.raises(FileExistsError):
         write_private_jwk(str(path), generate_private_jwk("EdDSA"))
+
+
+# Key sets for rotation: one private JWK or a JWK Set, the first private key signs.
+
+def public_half(private):
+    return {name: value for name, value in private.items() if name not in PRIVATE_PARAMS}
+
+
+def test_one_private_jwk_signs_and_is_the_only_published_key(tmp_path, private_jwks):
+    keys = load_key_set(write(tmp_path, private_jwks["ES256"]))
+    assert keys.signing_key.kid == private_jwks["ES256"]["kid"]
+    assert keys.published_kids == [private_jwks["ES256"]["kid"]]
+
+
+def test_first_private_key_of_a_set_signs_and_every_key_is_published_public(tmp_path, private_jwks):
+    previous = public_half(private_jwks["RS256"])
+    members = [previous, private_jwks["EdDSA"], private_jwks["ES256"]]
+    keys = load_key_set(write(tmp_path, {"keys": members}))
+    assert (keys.signing_key.kid, keys.signing_key.alg) == (private_jwks["EdDSA"]["kid"], "EdDSA")
+    # The signing key first, then the others in file order.
+    assert keys.published_kids == [private_jwks[alg]["kid"] for alg in ("EdDSA", "RS256", "ES256")]
+    for public in keys.public_jwks:
+        assert public["use"] == "sig" and public["alg"] and public["kid"]
+        assert not set(PRIVATE_PARAMS) & set(public)
+        assert not jwk.JWK(**public).has_private
+    assert keys.public_jwks[0] == keys.signing_key.public_jwk
+
+
+def test_public_key_without_alg_is_published_with_the_inferred_alg(tmp_path, private_jwks):
+    previous = {name: value for name, value in public_half(private_jwks["ES256"]).items() if name != "alg"}
+    keys = load_key_set(write(tmp_path, {"keys": [private_jwks["RS256"], previous]}))
+    assert keys.public_jwks[1]["alg"] == "ES256"
+
+
+def bad_sets(private_jwks):
+    rsa, ec, ed = (private_jwks[alg] for alg in ALGS)
+    rsa_kid = rsa["kid"]
+    small = json.loads(jwk.JWK.generate(kty="RSA", size=1024, kid="small", alg="RS256").export_private())
+    return {
+        "empty set": ({"keys": []}, r"JWK Set has no keys"),
+        "keys not a list": ({"keys": rsa}, r"'keys' is not a list"),
+        "member not an object": ({"keys": [rsa, "x"]}, r"keys\[1\] is not a JSON object"),
+        "no private key": ({"keys": [public_half(rsa), public_half(ec)]}, r"no private key"),
+        "duplicate kid": ({"keys": [rsa, dict(ec, kid=rsa_kid)]}, rf"keys\[1\] \(kid '{rsa_kid}'\): duplicate kid"),
+        "duplicate kid of a public key": ({"keys": [rsa, public_half(rsa)]}, r"keys\[1\] .*duplicate kid"),
+        "member without kid": ({"keys": [rsa, {k: v for k, v in ec.items() if k != "kid"}]},
+                               r"keys\[1\]: JWK has no 'kid'"),
+        "broken later private key": ({"keys": [ed, dict(rsa, d="AAAA")]},
+                                     rf"keys\[1\] \(kid '{rsa_kid}'\): is not a valid RSA private JWK"),
+        "broken public key": ({"keys": [ed, dict(public_half(ec), x="AAAA")]},
+                              r"keys\[1\] \(kid '[^']+'\): is not a valid EC public JWK"),
+        "mismatched alg": ({"keys": [ed, dict(public_half(rsa), alg="ES256")]}, r"keys\[1\] .*does not match"),
+        "small RSA public key": ({"keys": [ed, public_half(small)]}, r"keys\[1\] \(kid 'small'\): .*1024 bits"),
+        "unknown kty": ({"keys": [ed, {"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}, r"keys\[1\] .*'kty'"),
+    }
+
+
+def test_each_bad_key_set_is_refused_with_one_line_naming_the_key(tmp_path, private_jwks):
+    for name, (content, problem) in bad_sets(private_jwks).items():
+        path = write(tmp_path, content, name.replace(" ", "-") + ".json")
+        with pytest.raises(KeyFileError) as raised:
+            load_key_set(path)
+        message = str(raised.value)
+        assert message.startswith(f"private key file {path}: "), name
+        assert "\n" not in message, name
+        assert re.search(problem, message), (name, message)
+        for private in private_jwks.values():
+            for param in PRIVATE_PARAMS:
+                assert not private.get(param) or private[param] not in message, name
+

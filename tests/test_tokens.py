@@ -6,7 +6,7 @@ import uuid
 import pytest
 from jwcrypto import jwk, jws, jwt
 
-from token_exchange.signingkey import SUPPORTED_ALGS, parse_signing_key
+from token_exchange.signingkey import SUPPORTED_ALGS, parse_key_set
 from token_exchange.tokens import TokenIssuer
 
 NOW = 1_700_000_000
@@ -23,7 +23,7 @@ def private_keys():
 
 def signing_key_for(alg, private_keys):
     data = dict(private_keys[SUPPORTED_ALGS[alg]], alg=alg, kid=f"kid-{alg}")
-    return parse_signing_key(json.dumps(data))
+    return parse_key_set(json.dumps(data)).signing_key
 
 
 def verified_claims(token, signing_key, audience):

@@ -26,7 +26,7 @@ from token_exchange.handlers.base import MAX_BODY_BYTES
 from token_exchange.handlers.ready import store_probe
 from token_exchange.inflight import RequestsInFlight
 from token_exchange.logs import default_format, setup_logging
-from token_exchange.signingkey import KeyFileError, load_signing_key
+from token_exchange.signingkey import KeyFileError, load_key_set
 from token_exchange.store import StoreError, open_store
 from token_exchange.tokens import TokenIssuer
 from token_exchange.verifier import KeyVerifier
@@ -73,24 +73,24 @@ def main(argv=None):
     config = parse_config(argv)
     setup_logging(config.log_format or default_format())
     try:
-        signing_key = load_signing_key(config.private_key_path)
+        keys = load_key_set(config.private_key_path)
     except KeyFileError as e:
         fail(str(e))
     sockets = bind(config.port)
     if config.workers == 1:
-        sys.exit(run_worker(config, signing_key, sockets, metrics_dir=None))
-    log_start_up(config, signing_key)
-    sys.exit(supervise(config, signing_key, sockets))
+        sys.exit(run_worker(config, keys, sockets, metrics_dir=None))
+    log_start_up(config, keys)
+    sys.exit(supervise(config, keys, sockets))
 
 
-def log_start_up(config, signing_key):
+def log_start_up(config, keys):
     """The effective configuration, once every start-up check has passed (a failure is one line)."""
     settings = effective_configuration(config)
     log.info("configuration: %s", " ".join(f"{name}={value}" for name, value in settings.items()),
              extra={"json_fields": {"configuration": settings}})
     # The path is logged, never the key file's contents.
-    log.info("signing with key kid=%s alg=%s from %s", signing_key.kid, signing_key.alg,
-             config.private_key_path)
+    log.info("signing with key kid=%s alg=%s from %s; JWKS publishes kids %s", keys.signing_key.kid,
+             keys.signing_key.alg, config.private_key_path, ", ".join(keys.published_kids))
 
 
 def bind(port):
@@ -100,7 +100,7 @@ def bind(port):
         fail(f"cannot listen on port {port}: {e.strerror}")
 
 
-def run_worker(config, signing_key, sockets, metrics_dir):
+def run_worker(config, keys, sockets, metrics_dir):
     """Serve on the bound sockets until signalled; the exit status."""
     # Imported only now: with workers, prometheus_client must see PROMETHEUS_MULTIPROC_DIR.
     from token_exchange import metrics as metrics_module
@@ -117,20 +117,20 @@ def run_worker(config, signing_key, sockets, metrics_dir):
         except OSError as e:
             store.close()
             fail(f"cannot serve metrics on {config.prometheusx_listen_address}: {e.strerror}")
-        log_start_up(config, signing_key)
+        log_start_up(config, keys)
     else:
         metrics = metrics_module.ServiceMetrics()  # values go to the shared directory
     log.info("key store %s (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
              config.store, config.project_id, config.client_integration_ns, config.platform_ns,
              config.store_timeout)
     try:
-        asyncio.run(serve(config, signing_key, metrics.timed_store(store), metrics, sockets))
+        asyncio.run(serve(config, keys, metrics.timed_store(store), metrics, sockets))
     finally:
         store.close()
     return 0
 
 
-async def serve(config, signing_key, store, metrics, sockets):
+async def serve(config, keys, store, metrics, sockets):
     store_executor = concurrent.futures.ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
     hash_executor = make_hash_executor()
     verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout,
@@ -138,7 +138,7 @@ async def serve(config, signing_key, store, metrics, sockets):
                            max_pending_verifications=config.max_pending_verifications,
                            events=metrics.verifier_events)
     in_flight = RequestsInFlight()
-    app = make_app(verifier, TokenIssuer(signing_key), [signing_key.public_jwk],
+    app = make_app(verifier, TokenIssuer(keys.signing_key), keys.public_jwks,
                    readiness_probe=store_probe(store, store_executor, config.store_timeout),
                    metrics=metrics, in_flight=in_flight)
     server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY_BYTES)
@@ -159,7 +159,7 @@ async def serve(config, signing_key, store, metrics, sockets):
         executor.shutdown(wait=False, cancel_futures=True)
 
 
-def supervise(config, signing_key, sockets):
+def supervise(config, keys, sockets):
     """Fork the workers on the bound sockets, serve their summed metrics, forward signals; the exit status."""
     metrics_dir = tempfile.mkdtemp(prefix="token-exchange-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
@@ -177,7 +177,7 @@ def supervise(config, signing_key, sockets):
         for _ in range(config.workers):
             pid = os.fork()
             if pid == 0:
-                os._exit(worker_child(config, signing_key, sockets, metrics_dir))
+                os._exit(worker_child(config, keys, sockets, metrics_dir))
             workers.add(pid)
         for sock in sockets:
             sock.close()  # the workers accept; the supervisor only waits
@@ -214,7 +214,7 @@ def wait_for_workers(workers, stopping, metrics_dir, metrics_module):
     return status
 
 
-def worker_child(config, signing_key, sockets, metrics_dir):
+def worker_child(config, keys, sockets, metrics_dir):
     """Body of a forked worker; never returns into the supervisor's code."""
     # Until serve() takes the signals over, a worker stopped while starting
     # has no request to finish: it exits 0, as a stopped service should.
@@ -222,7 +222,7 @@ def worker_child(config, signing_key, sockets, metrics_dir):
     signal.signal(signal.SIGINT, stop_before_serving)
     die_with_parent()
     try:
-        return run_worker(config, signing_key, sockets, metrics_dir)
+        return run_worker(config, keys, sockets, metrics_dir)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
     except BaseException:

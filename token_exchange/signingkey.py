@@ -1,6 +1,9 @@
-"""The private JWK that signs tokens: loading, checking and generating it.
+"""The private JWK that signs tokens and the public JWKs we publish: loading, checking, generating.
 
-The file holds one private JWK, as the Go service reads it. Its "kid" goes
+The file holds one private JWK, as the Go service reads it, or a JWK Set
+{"keys": [...]} for rotation: its first private key signs, every key of the
+set (private or public-only) is published as a public key, so tokens signed
+by a previous key keep verifying while it stays in the set. A signing key's "kid" goes
 into every token header and its "alg" chooses the signature algorithm; when
 "alg" is absent it is inferred from the key (RSA: RS256, P-256: ES256,
 Ed25519: EdDSA). Error messages name the file and the problem, never any
@@ -9,7 +12,9 @@ key material.
 
 import json
 import os
+import tempfile
 import uuid
+from dataclasses import dataclass
 
 from jwcrypto import jwk, jws
 
@@ -47,19 +52,73 @@ class SigningKey:
         self.jwk = private_jwk
         self.alg = alg
         self.kid = private_jwk["kid"]
-        public = json.loads(private_jwk.export_public())
-        public["alg"] = alg
-        self.public_jwk = public
+        self.public_jwk = _published(private_jwk, alg)
 
     def __repr__(self):
         return f"SigningKey(kid={self.kid!r}, alg={self.alg!r})"
 
 
-def load_signing_key(path):
-    """Read and check the private JWK at path; raise KeyFileError when unusable."""
+@dataclass(frozen=True)
+class KeySet:
+    """What the key file gives the service: the key that signs, and the public JWKs the JWKS serves
+    (the signing key's first, then every other key of the set, private ones reduced to public)."""
+
+    signing_key: SigningKey
+    public_jwks: list
+
+    @property
+    def published_kids(self):
+        return [public["kid"] for public in self.public_jwks]
+
+
+def load_key_set(path):
+    """Read the signing key file, one private JWK or a JWK Set; raise KeyFileError when unusable."""
+    return parse_key_set(read_key_file(path), path)
+
+
+def parse_key_set(raw, path="<key>"):
+    """The KeySet in raw: one private JWK (it signs and is published), or a JWK Set {"keys": [...]}."""
+    data = _parse_json(raw, path)
+    if "keys" not in data or "kty" in data:
+        signing_key = _private_key(data, path, "")
+        return KeySet(signing_key, [signing_key.public_jwk])
+    members = data["keys"]
+    if not isinstance(members, list):
+        raise KeyFileError(path, "JWK Set 'keys' is not a list")
+    if not members:
+        raise KeyFileError(path, "JWK Set has no keys")
+    published = []
+    signing_key = None
+    seen_kids = set()
+    for position, member in enumerate(members):
+        where = f"keys[{position}]"
+        if not isinstance(member, dict):
+            raise KeyFileError(path, f"{where} is not a JSON object")
+        kid = member.get("kid")
+        if isinstance(kid, str) and kid:
+            where += f" (kid {_kid_shown(kid)})"
+            if kid in seen_kids:
+                raise KeyFileError(path, f"{where}: duplicate kid; each key needs its own")
+            seen_kids.add(kid)
+        if "d" in member:
+            key = _private_key(member, path, where + ": ")
+            if signing_key is None:
+                signing_key = key
+                continue
+            published.append(key.public_jwk)
+        else:
+            published.append(_public_key(member, path, where + ": "))
+    if signing_key is None:
+        raise KeyFileError(path, "JWK Set has no private key; its first private key signs")
+    # The signing key first, so whoever reads the JWKS sees which key signs.
+    return KeySet(signing_key, [signing_key.public_jwk, *published])
+
+
+def read_key_file(path):
+    """The bytes of a key file; KeyFileError saying why when it cannot be read."""
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except FileNotFoundError:
         raise KeyFileError(path, "does not exist") from None
     except IsADirectoryError:
@@ -68,53 +127,75 @@ def load_signing_key(path):
         raise KeyFileError(path, "cannot be read: permission denied") from None
     except OSError as e:
         raise KeyFileError(path, f"cannot be read: {e.strerror or type(e).__name__}") from None
-    return parse_signing_key(raw, path)
 
 
-def parse_signing_key(raw, path="<key>"):
+def _parse_json(raw, path):
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         where = f" (line {e.lineno} column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
         raise KeyFileError(path, f"is not valid JSON{where}") from None
     if not isinstance(data, dict):
-        raise KeyFileError(path, "does not hold a JSON object (expected one private JWK)")
-    if "keys" in data and "kty" not in data:
-        raise KeyFileError(path, "holds a JWK Set; expected one private JWK")
+        raise KeyFileError(path, "does not hold a JSON object (expected one private JWK or a JWK Set)")
+    return data
+
+
+def _private_key(data, path, where):
+    """Check one private JWK; where ("keys[2] (kid 'x'): " or "") prefixes each problem."""
+    alg, key = _checked_jwk(data, path, where, need_private=True)
+    signing_key = SigningKey(key, alg)
+    _check_signs(signing_key, path, where)
+    return signing_key
+
+
+def _public_key(data, path, where):
+    """Check one public-only JWK of a set; return it as published."""
+    alg, key = _checked_jwk(data, path, where, need_private=False)
+    return _published(key, alg)
+
+
+def _checked_jwk(data, path, where, need_private):
+    """The common checks of a JWK: type, kid, algorithm, size. Return (alg, jwcrypto key)."""
     kty = data.get("kty")
     if kty not in ("RSA", "EC", "OKP"):
-        raise KeyFileError(path, f"unsupported or missing key type 'kty' {_shown(kty)}")
+        raise KeyFileError(path, f"{where}unsupported or missing key type 'kty' {_shown(kty)}")
     if not data.get("kid") or not isinstance(data.get("kid"), str):
-        raise KeyFileError(path, "JWK has no 'kid' (Key ID)")
-    if "d" not in data:
-        raise KeyFileError(path, "holds a public key; a private key is needed to sign")
+        raise KeyFileError(path, f"{where}JWK has no 'kid' (Key ID)")
+    if need_private and "d" not in data:
+        raise KeyFileError(path, f"{where}holds a public key; a private key is needed to sign")
+    kind = "private" if need_private else "public"
     try:
         key = jwk.JWK(**data)
-        # Builds the private key object, which is when its parameters get checked.
-        private_key = key.get_op_key("sign")
+        # Building the key object is when its parameters get checked.
+        op_key = key.get_op_key("sign" if need_private else "verify")
     except Exception:  # jwcrypto's messages may quote parameters: never show them
-        raise KeyFileError(path, f"is not a valid {kty} private JWK") from None
-    if not key.has_private:
-        raise KeyFileError(path, "holds a public key; a private key is needed to sign")
+        raise KeyFileError(path, f"{where}is not a valid {kty} {kind} JWK") from None
+    if key.has_private != need_private:
+        raise KeyFileError(path, f"{where}is not a valid {kty} {kind} JWK")
 
     curve = data.get("crv") if kty != "RSA" else None
     alg = data.get("alg") or DEFAULT_ALG_BY_KEY.get((kty, curve))
     if alg not in SUPPORTED_ALGS:
-        raise KeyFileError(path, f"unsupported algorithm {_shown(alg)} for a {kty} key")
+        raise KeyFileError(path, f"{where}unsupported algorithm {_shown(alg)} for a {kty} key")
     if SUPPORTED_ALGS[alg] != (kty, curve):
         on_curve = f" on {curve}" if curve else ""
-        raise KeyFileError(path, f"algorithm {alg} does not match a {kty} key{on_curve}")
+        raise KeyFileError(path, f"{where}algorithm {alg} does not match a {kty} key{on_curve}")
     if kty == "RSA":
-        bits = private_key.key_size
+        bits = op_key.key_size
         if bits < MIN_RSA_BITS:
-            raise KeyFileError(path, f"RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")
-
-    signing_key = SigningKey(key, alg)
-    _check_signs(signing_key, path)
-    return signing_key
+            raise KeyFileError(path, f"{where}RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")
+    return alg, key
 
 
-def _check_signs(signing_key, path):
+def _published(key, alg):
+    """The public JWK consumers get: public parameters, kid, alg and use=sig, nothing else."""
+    public = json.loads(key.export_public())
+    public.pop("key_ops", None)
+    public.update(alg=alg, use="sig")
+    return public
+
+
+def _check_signs(signing_key, path, where=""):
     """Sign and verify once, so a key whose halves do not match fails now."""
     try:
         token = jws.JWS(b"start-up check")
@@ -123,7 +204,12 @@ def _check_signs(signing_key, path):
         check.deserialize(token.serialize(compact=True))
         check.verify(jwk.JWK(**signing_key.public_jwk), alg=signing_key.alg)
     except Exception:
-        raise KeyFileError(path, "key cannot produce a verifiable signature") from None
+        raise KeyFileError(path, f"{where}key cannot produce a verifiable signature") from None
+
+
+def _kid_shown(kid):
+    """A kid is no secret, but it comes from a file: show it only when short and printable."""
+    return repr(kid) if len(kid) <= 80 and kid.isprintable() else "(unprintable)"
 
 
 def _shown(value):
@@ -131,7 +217,7 @@ def _shown(value):
 
 
 def generate_private_jwk(alg="RS256", kid=None):
-    """A new private JWK (as a dict) in the format load_signing_key reads."""
+    """A new private JWK (as a dict) in the format load_key_set reads."""
     if alg == "RS256":
         key = jwk.JWK.generate(kty="RSA", size=2048)
     elif alg == "ES256":
@@ -151,3 +237,20 @@ def write_private_jwk(path, data):
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2, sort_keys=True)
         f.write("\n")
+
+
+def replace_key_file(path, data):
+    """Replace a key file atomically by a file readable by its owner only: a reader sees the old
+    content or the new, never half of it."""
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise

@@ -1,0 +1,125 @@
+"""A signing-key rotation as an operator runs it: built generate-jwk edits the
+key file, the built service restarts on it after each step, and tokens are
+verified over HTTP as a consumer does."""
+
+import json
+import stat
+import time
+
+import pytest
+
+from tests.consumer import fetch_jwks, token_header, verify_token
+from tests.httpclient import exchange, request
+from tests.test_tools import tools  # noqa: F401
+from tests.zipapp_service import only_line, zipapp_home, zipapp_services  # noqa: F401
+from token_exchange.signingkey import PRIVATE_PARAMS
+
+PROG = "generate-jwk"
+
+
+def autojoin_token(service, api_key):
+    response = exchange(service.base_url, "autojoin", api_key)
+    assert response.status == 200, response.body
+    return response.json()["token"]
+
+
+def published(service):
+    response = request(service.base_url, "GET", "/.well-known/jwks.json")
+    assert response.status == 200
+    keys = json.loads(response.body)["keys"]
+    for key in keys:
+        assert not set(PRIVATE_PARAMS) & set(key)
+    return [key["kid"] for key in keys]
+
+
+def edit(tools, path, *args):
+    """Run generate-jwk -set path ...; check it left a private file the service can load; return stdout."""
+    done = tools.run(PROG, "-set", path, *args, umask=0)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for key in json.loads(path.read_text())["keys"]:
+        assert "d" not in key or key["d"] not in done.stdout
+    return done.stdout
+
+
+def restart(zipapp_services, previous, path, db_path):
+    if previous is not None:
+        previous.stop()
+    return zipapp_services.start(key_path=path, store_path=db_path)
+
+
+def test_rotation_runbook_with_the_built_tools(tools, zipapp_services, tmp_path, db_path):
+    path = tmp_path / "jwk-priv.json"
+    done = tools.run(PROG, "-kid", "old-key", "-out", path)
+    assert done.returncode == 0, done.stderr
+    api_key = tools.create_autojoin_key(db_path, "example-org").api_key
+
+    service = restart(zipapp_services, None, path, db_path)
+    old_token = autojoin_token(service, api_key)
+    old_issued = time.time()  # restarts take a while: verify its iat against when it was issued
+    assert token_header(old_token)["kid"] == "old-key"
+    assert published(service) == ["old-key"]
+
+    # 1. Publish the new key: the one-key file becomes a set, the old key still signs.
+    out = edit(tools, path, "-add", "-alg", "ES256", "-kid", "new-key")
+    assert out == (f"Added ES256 private key kid=new-key (published, not signing) in {path}\n"
+                   "Signing kid: old-key\nPublished kids: old-key, new-key\n")
+    service = restart(zipapp_services, service, path, db_path)
+    assert published(service) == ["old-key", "new-key"]
+    assert token_header(autojoin_token(service, api_key))["kid"] == "old-key"
+    assert "signing with key kid=old-key alg=RS256" in service.output()
+    assert "JWKS publishes kids old-key, new-key" in service.output()
+
+    # 2. Switch signing: the new key signs, tokens of the old one still verify.
+    out = edit(tools, path, "-promote", "new-key")
+    assert out.endswith("Signing kid: new-key\nPublished kids: new-key, old-key\n")
+    service = restart(zipapp_services, service, path, db_path)
+    new_token = autojoin_token(service, api_key)
+    assert token_header(new_token) == {"alg": "ES256", "kid": "new-key", "typ": "JWT"}
+    assert verify_token(service.base_url, old_token, "autojoin", now=old_issued)["org"] == "example-org"
+    assert verify_token(service.base_url, new_token, "autojoin")["org"] == "example-org"
+
+    # 3. Retire the old key: its tokens no longer verify, the new key's do.
+    out = edit(tools, path, "-retire", "old-key")
+    assert out.endswith("Signing kid: new-key\nPublished kids: new-key\n")
+    service = restart(zipapp_services, service, path, db_path)
+    assert published(service) == ["new-key"]
+    assert fetch_jwks(service.base_url).get_key("old-key") is None
+    with pytest.raises(AssertionError, match="no JWKS key with the token's kid"):
+        verify_token(service.base_url, old_token, "autojoin", now=old_issued)
+    assert verify_token(service.base_url, autojoin_token(service, api_key), "autojoin")["org"] == "example-org"
+
+
+@pytest.mark.parametrize("args,problem", [
+    (["-retire", "signing"], "-retire: key 'signing' signs; promote another key first"),
+    (["-retire", "unknown"], "-retire: no key with kid 'unknown'"),
+    (["-promote", "signing"], "-promote: key 'signing' already signs"),
+    (["-promote", "public"], "-promote: key 'public' is public only"),
+    (["-add", "-kid", "public"], "-kid: a key with kid 'public' is already in the key file"),
+    ([], "exactly one of -add, -promote KID, -retire KID"),
+    (["-add", "-retire", "public"], "exactly one of"),
+], ids=["retire-signing", "retire-unknown", "promote-signing", "promote-public", "duplicate-kid", "no-edit",
+        "two-edits"])
+def test_refused_edits_leave_the_key_file_as_it_was(tools, tmp_path, args, problem):
+    path = tmp_path / "jwks.json"
+    assert tools.run(PROG, "-kid", "signing", "-out", path).returncode == 0
+    public = {k: v for k, v in json.loads(path.read_text()).items() if k not in PRIVATE_PARAMS}
+    edit(tools, path, "-add", "-kid", "other")
+    members = json.loads(path.read_text())["keys"]
+    path.write_text(json.dumps({"keys": members + [dict(public, kid="public")]}))
+    before = path.read_bytes()
+    done = tools.run(PROG, "-set", path, *args)
+    assert done.returncode != 0
+    assert problem in only_line(done, PROG)
+    assert path.read_bytes() == before
+    assert [entry.name for entry in tmp_path.iterdir()] == ["jwks.json"]  # no temporary file left
+
+
+def test_set_of_a_file_the_service_refuses_is_not_edited(tools, tmp_path):
+    path = tmp_path / "jwks.json"
+    path.write_text('{"keys": []}')
+    done = tools.run(PROG, "-set", path, "-add")
+    assert done.returncode == 1
+    assert only_line(done, PROG) == f"{PROG}: error: private key file {path}: JWK Set has no keys"
+    assert path.read_text() == '{"keys": []}'
