@@ -12,7 +12,7 @@ import tornado.httpserver
 from token_exchange.app import make_app
 from token_exchange.handlers.base import MAX_BODY_BYTES
 from token_exchange.config import parse_config
-from token_exchange.signingkey import KeyFileError, load_signing_key
+from token_exchange.signingkey import KeyFileError, load_key_set
 from token_exchange.store import StoreError, open_store
 from token_exchange.tokens import TokenIssuer
 from token_exchange.verifier import KeyVerifier
@@ -35,7 +35,7 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        signing_key = load_signing_key(config.private_key_path)
+        key_set = load_key_set(config.private_key_path)
     except KeyFileError as e:
         fail(str(e))
     try:
@@ -43,23 +43,23 @@ def main(argv=None):
                            platform_ns=config.platform_ns, timeout_seconds=config.store_timeout)
     except StoreError as e:
         fail(str(e))
-    log.info("signing with key kid=%s alg=%s from %s", signing_key.kid, signing_key.alg,
-             config.private_key_path)
+    log.info("signing with key kid=%s alg=%s from %s; JWKS publishes kids %s", key_set.signing_key.kid,
+             key_set.signing_key.alg, config.private_key_path, ", ".join(key_set.kids))
     log.info("key store %s (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
              config.store, config.project_id, config.client_integration_ns, config.platform_ns,
              config.store_timeout)
     try:
-        asyncio.run(serve(config, signing_key, store))
+        asyncio.run(serve(config, key_set, store))
     finally:
         store.close()
 
 
-async def serve(config, signing_key, store):
+async def serve(config, key_set, store):
     store_executor = concurrent.futures.ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
     # bcrypt releases the GIL: one thread per core uses them all, more would only queue.
     hash_executor = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="hash")
     verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout)
-    app = make_app(verifier, TokenIssuer(signing_key), [signing_key.public_jwk])
+    app = make_app(verifier, TokenIssuer(key_set.signing_key), key_set.public_jwks)
     server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY_BYTES)
     try:
         server.listen(config.port)

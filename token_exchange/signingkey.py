@@ -1,6 +1,7 @@
 """The private JWK that signs tokens: loading, checking and generating it.
 
-The file holds one private JWK, as the Go service reads it. Its "kid" goes
+The file holds one private JWK, as the Go service reads it, or a JWK Set
+for rotation (see parse_key_set). The signing key's "kid" goes
 into every token header and its "alg" chooses the signature algorithm; when
 "alg" is absent it is inferred from the key (RSA: RS256, P-256: ES256,
 Ed25519: EdDSA). Error messages name the file and the problem, never any
@@ -55,11 +56,20 @@ class SigningKey:
         return f"SigningKey(kid={self.kid!r}, alg={self.alg!r})"
 
 
+def load_key_set(path):
+    """Read and check the key file at path (one private JWK or a JWK Set); raise KeyFileError when unusable."""
+    return parse_key_set(_read(path), path)
+
+
 def load_signing_key(path):
     """Read and check the private JWK at path; raise KeyFileError when unusable."""
+    return parse_signing_key(_read(path), path)
+
+
+def _read(path):
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except FileNotFoundError:
         raise KeyFileError(path, "does not exist") from None
     except IsADirectoryError:
@@ -68,33 +78,92 @@ def load_signing_key(path):
         raise KeyFileError(path, "cannot be read: permission denied") from None
     except OSError as e:
         raise KeyFileError(path, f"cannot be read: {e.strerror or type(e).__name__}") from None
-    return parse_signing_key(raw, path)
 
 
-def parse_signing_key(raw, path="<key>"):
+class KeySet:
+    """The key that signs and every public key the JWKS publishes (the signer's first)."""
+
+    def __init__(self, signing_key, public_jwks):
+        self.signing_key = signing_key
+        self.public_jwks = public_jwks
+
+    @property
+    def kids(self):
+        return [key["kid"] for key in self.public_jwks]
+
+    def __repr__(self):
+        return f"KeySet(signing={self.signing_key.kid!r}, published={self.kids!r})"
+
+
+def parse_key_set(raw, path="<key>"):
+    """One private JWK (the Go format), or a JWK Set whose first private key signs.
+
+    Every other key of the set, private or public only, is published so that
+    tokens it signed keep verifying: that is how a signing key is rotated.
+    """
+    data = _json_object(raw, path)
+    if "keys" not in data or "kty" in data:
+        signing_key = parse_signing_key(raw, path)
+        return KeySet(signing_key, [signing_key.public_jwk])
+    keys = data["keys"]
+    if not isinstance(keys, list) or not keys:
+        raise KeyFileError(path, "JWK Set has no keys (expected a non-empty 'keys' list)")
+    loaded, seen = [], set()
+    for number, entry in enumerate(keys, 1):
+        problem_path = f"{path} key {number}"
+        if not isinstance(entry, dict):
+            raise KeyFileError(problem_path, "is not a JSON object")
+        key = _parse_jwk(entry, problem_path, private_required=False)
+        kid = key.kid if isinstance(key, SigningKey) else key["kid"]
+        if kid in seen:
+            raise KeyFileError(path, f"JWK Set has two keys with kid {_shown(kid)}")
+        seen.add(kid)
+        loaded.append(key)
+    private = [key for key in loaded if isinstance(key, SigningKey)]
+    if not private:
+        raise KeyFileError(path, "JWK Set has no private key to sign with")
+    signing_key = private[0]
+    published = [signing_key.public_jwk] + [
+        key.public_jwk if isinstance(key, SigningKey) else key for key in loaded if key is not signing_key]
+    return KeySet(signing_key, published)
+
+
+def _json_object(raw, path):
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         where = f" (line {e.lineno} column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
         raise KeyFileError(path, f"is not valid JSON{where}") from None
     if not isinstance(data, dict):
-        raise KeyFileError(path, "does not hold a JSON object (expected one private JWK)")
+        raise KeyFileError(path, "does not hold a JSON object (expected a private JWK or a JWK Set)")
+    return data
+
+
+def parse_signing_key(raw, path="<key>"):
+    data = _json_object(raw, path)
     if "keys" in data and "kty" not in data:
         raise KeyFileError(path, "holds a JWK Set; expected one private JWK")
+    return _parse_jwk(data, path, private_required=True)
+
+
+def _parse_jwk(data, path, private_required):
+    """A SigningKey for a private JWK; for a public one (when allowed), its public JWK dict with alg."""
     kty = data.get("kty")
     if kty not in ("RSA", "EC", "OKP"):
         raise KeyFileError(path, f"unsupported or missing key type 'kty' {_shown(kty)}")
     if not data.get("kid") or not isinstance(data.get("kid"), str):
         raise KeyFileError(path, "JWK has no 'kid' (Key ID)")
-    if "d" not in data:
+    is_private = "d" in data
+    if private_required and not is_private:
         raise KeyFileError(path, "holds a public key; a private key is needed to sign")
     try:
         key = jwk.JWK(**data)
-        # Builds the private key object, which is when its parameters get checked.
-        private_key = key.get_op_key("sign")
+        # Builds the key object, which is when its parameters get checked.
+        op_key = key.get_op_key("sign" if is_private else "verify")
     except Exception:  # jwcrypto's messages may quote parameters: never show them
-        raise KeyFileError(path, f"is not a valid {kty} private JWK") from None
-    if not key.has_private:
+        kind = "private" if is_private else "public"
+        raise KeyFileError(path, f"is not a valid {kty} {kind} JWK") from None
+    if is_private and not key.has_private:
         raise KeyFileError(path, "holds a public key; a private key is needed to sign")
 
     curve = data.get("crv") if kty != "RSA" else None
@@ -105,10 +174,14 @@ def parse_signing_key(raw, path="<key>"):
         on_curve = f" on {curve}" if curve else ""
         raise KeyFileError(path, f"algorithm {alg} does not match a {kty} key{on_curve}")
     if kty == "RSA":
-        bits = private_key.key_size
+        bits = op_key.key_size
         if bits < MIN_RSA_BITS:
             raise KeyFileError(path, f"RSA key has {bits} bits; at least {MIN_RSA_BITS} are required")
 
+    if not is_private:
+        public = json.loads(key.export_public())
+        public["alg"] = alg
+        return public
     signing_key = SigningKey(key, alg)
     _check_signs(signing_key, path)
     return signing_key
@@ -143,6 +216,19 @@ def generate_private_jwk(alg="RS256", kid=None):
     data = json.loads(key.export_private())
     data.update(kid=kid or str(uuid.uuid4()), alg=alg, use="sig")
     return data
+
+
+def extend_key_set(raw, path, new_private_jwk):
+    """A JWK Set (as a dict): the keys of a key file, then the new key, which is published but does not sign yet.
+
+    The key file is checked as the service would load it first, so the result loads too.
+    """
+    key_set = parse_key_set(raw, path)
+    if new_private_jwk["kid"] in key_set.kids:
+        raise KeyFileError(path, f"already has a key with kid {_shown(new_private_jwk['kid'])}")
+    data = json.loads(raw)
+    existing = data["keys"] if "keys" in data and "kty" not in data else [data]
+    return {"keys": [*existing, new_private_jwk]}
 
 
 def write_private_jwk(path, data):
