@@ -8,7 +8,9 @@ from jwcrypto import jwk
 from token_exchange.signingkey import (
     PRIVATE_PARAMS,
     KeyFileError,
+    extend_key_set,
     generate_private_jwk,
+    load_key_set,
     load_signing_key,
     parse_signing_key,
     write_private_jwk,
@@ -47,8 +49,8 @@ def bad_files(private_jwks):
     return {
         "not JSON": ("{not json", "is not valid JSON"),
         "empty": ("", "is not valid JSON"),
-        "array": ([rsa], "expected one private JWK"),
-        "JWK Set": ({"keys": [rsa]}, "JWK Set"),
+        "array": ([rsa], "does not hold a JSON object"),
+        "JWK Set where one private JWK is expected": ({"keys": [rsa]}, "JWK Set"),
         "public only": (public, "public key"),
         "no kid": ({k: v for k, v in rsa.items() if k != "kid"}, "'kid'"),
         "empty kid": (dict(rsa, kid=""), "'kid'"),
@@ -95,3 +97,60 @@ def test_written_key_is_private_to_its_owner_and_never_overwritten(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     with pytest.raises(FileExistsError):
         write_private_jwk(str(path), generate_private_jwk("EdDSA"))
+
+
+def public_half(data):
+    return {name: value for name, value in data.items() if name not in PRIVATE_PARAMS}
+
+
+def test_one_private_jwk_is_a_set_of_one(tmp_path, private_jwks):
+    key_set = load_key_set(write(tmp_path, private_jwks["EdDSA"]))
+    assert key_set.signing_key.kid == private_jwks["EdDSA"]["kid"]
+    assert key_set.public_jwks == [key_set.signing_key.public_jwk]
+
+
+def test_first_private_key_of_a_set_signs_and_every_key_is_published(tmp_path, private_jwks):
+    retired_public = public_half(private_jwks["RS256"])
+    keys = [retired_public, private_jwks["ES256"], private_jwks["EdDSA"]]
+    key_set = load_key_set(write(tmp_path, {"keys": keys}))
+    assert key_set.signing_key.kid == private_jwks["ES256"]["kid"]
+    # The signer first, then the others in file order; never a private parameter.
+    assert key_set.kids == [private_jwks[alg]["kid"] for alg in ("ES256", "RS256", "EdDSA")]
+    for published in key_set.public_jwks:
+        assert not set(PRIVATE_PARAMS) & set(published)
+        assert jwk.JWK(**published).has_private is False
+    assert key_set.public_jwks[1]["alg"] == "RS256"
+
+
+@pytest.mark.parametrize("case", ["duplicate kid", "no private key", "empty", "not a list", "invalid public key",
+                                  "entry not an object", "public key without kid"])
+def test_bad_key_sets_are_refused_with_one_clear_line(tmp_path, private_jwks, case):
+    rsa, ec = private_jwks["RS256"], private_jwks["ES256"]
+    content, problem = {
+        "duplicate kid": ([rsa, dict(ec, kid=rsa["kid"])], "two keys with kid"),
+        "no private key": ([public_half(rsa), public_half(ec)], "no private key"),
+        "empty": ([], "has no keys"),
+        "not a list": ({"kty": "RSA"}, "has no keys"),
+        "invalid public key": ([rsa, dict(public_half(ec), x="AAAA")], "JWK Set key 2: is not a valid EC public"),
+        "entry not an object": ([rsa, "key"], "JWK Set key 2 is not a JSON object"),
+        "public key without kid": ([rsa, {k: v for k, v in public_half(ec).items() if k != "kid"}],
+                                   "JWK Set key 2: JWK has no 'kid'"),
+    }[case]
+    path = write(tmp_path, {"keys": content})
+    with pytest.raises(KeyFileError) as raised:
+        load_key_set(path)
+    message = str(raised.value)
+    assert message.startswith(f"private key file {path}: ") and "\n" not in message
+    assert problem in message, message
+    for data in (rsa, ec):
+        for param in PRIVATE_PARAMS:
+            assert not data.get(param) or data[param] not in message
+
+
+def test_extending_a_key_set_keeps_its_signer(private_jwks):
+    raw = json.dumps(private_jwks["RS256"])
+    new = generate_private_jwk("ES256", kid="new")
+    extended = extend_key_set(raw, "<key>", new)
+    assert extended == {"keys": [private_jwks["RS256"], new]}
+    with pytest.raises(KeyFileError, match="already has a key with kid 'new'"):
+        extend_key_set(json.dumps(extended), "<key>", generate_private_jwk("EdDSA", kid="new"))

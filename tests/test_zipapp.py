@@ -119,8 +119,19 @@ def without_kid(tmp_path, jwks):
     return _write(tmp_path / "jwk-priv.json", data), [data], "'kid'"
 
 
-def jwk_set(tmp_path, jwks):
-    return _write(tmp_path / "jwks.json", {"keys": [jwks["RS256"]]}), [jwks["RS256"]], "JWK Set"
+def jwk_set_with_duplicate_kids(tmp_path, jwks):
+    keys = [jwks["RS256"], dict(jwks["ES256"], kid=jwks["RS256"]["kid"])]
+    return _write(tmp_path / "jwks.json", {"keys": keys}), keys, "two keys with kid"
+
+
+def jwk_set_without_private_key(tmp_path, jwks):
+    keys = [_public(jwks["RS256"]), _public(jwks["EdDSA"])]
+    return _write(tmp_path / "jwks.json", {"keys": keys}), [], "no private key"
+
+
+def jwk_set_with_invalid_key(tmp_path, jwks):
+    keys = [jwks["RS256"], dict(jwks["ES256"], d="AAAA")]
+    return _write(tmp_path / "jwks.json", {"keys": keys}), keys, "JWK Set key 2: is not a valid EC private JWK"
 
 
 def rsa_1024(tmp_path, jwks):
@@ -147,7 +158,8 @@ def mismatched_halves(tmp_path, jwks):
 
 
 BAD_KEY_FILES = [missing, directory, under_a_file, unreadable, not_json, empty, json_array, public_only,
-                 without_kid, jwk_set, rsa_1024, rsa_alg_on_ec_key, es256_alg_on_ed25519_key, mismatched_halves]
+                 without_kid, jwk_set_with_duplicate_kids, jwk_set_without_private_key, jwk_set_with_invalid_key,
+                 rsa_1024, rsa_alg_on_ec_key, es256_alg_on_ed25519_key, mismatched_halves]
 
 
 @pytest.mark.parametrize("case", BAD_KEY_FILES, ids=[case.__name__ for case in BAD_KEY_FILES])

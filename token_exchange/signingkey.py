@@ -39,6 +39,7 @@ class KeyFileError(Exception):
 
     def __init__(self, path, problem):
         super().__init__(f"private key file {path}: {problem}")
+        self.problem = problem
 
 
 class SigningKey:
@@ -110,10 +111,12 @@ def parse_key_set(raw, path="<key>"):
         raise KeyFileError(path, "JWK Set has no keys (expected a non-empty 'keys' list)")
     loaded, seen = [], set()
     for number, entry in enumerate(keys, 1):
-        problem_path = f"{path} key {number}"
         if not isinstance(entry, dict):
-            raise KeyFileError(problem_path, "is not a JSON object")
-        key = _parse_jwk(entry, problem_path, private_required=False)
+            raise KeyFileError(path, f"JWK Set key {number} is not a JSON object")
+        try:
+            key = _parse_jwk(entry, path, private_required=False)
+        except KeyFileError as e:
+            raise KeyFileError(path, f"JWK Set key {number}: {e.problem}") from None
         kid = key.kid if isinstance(key, SigningKey) else key["kid"]
         if kid in seen:
             raise KeyFileError(path, f"JWK Set has two keys with kid {_shown(kid)}")
