@@ -39,6 +39,8 @@ def create_integration_key(store, integration_id, key_id="", integration_descrip
     store.AlreadyExists when the key id is taken (never overwrites a key).
     """
     apikey.check_integration_id(integration_id)
+    key_id = key_id or apikey.generate_key_id()
+    apikey.check_key_id(key_id)  # before anything is written
     created = store.ensure_integration(integration_id, integration_description)
     return add_integration_key(store, integration_id, key_id, key_description, tier, hash_scheme, bcrypt_cost,
                                integration_created=created)

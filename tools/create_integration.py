@@ -10,7 +10,14 @@ from token_exchange.apikey import MalformedKey
 from token_exchange.cliflags import FlagParser, add_flag
 from token_exchange.provisioning import create_integration_key
 from token_exchange.store import DEFAULT_INTEGRATION_NS, StoreError
-from token_exchange.toolcli import add_new_key_flags, add_store_flags, die, open_tool_store, print_created_integration_key, start
+from token_exchange.toolcli import (
+    add_new_key_flags,
+    add_store_flags,
+    die,
+    open_tool_store,
+    print_created_integration_key,
+    start,
+)
 
 PROG = "create-integration"
 log = logging.getLogger(PROG)

@@ -26,8 +26,8 @@ DEFAULT_STORE_TIMEOUT_SECONDS = 3.0
 STORE_HELP = "key store: 'datastore' (Google Cloud Datastore) or 'sqlite:PATH' (embedded file)"
 
 __all__ = [
-    "ACTIVE", "DEFAULT_INTEGRATION_NS", "DEFAULT_STORE_TIMEOUT_SECONDS", "DEFAULT_PLATFORM_NS", "AlreadyExists", "Ambiguous",
-    "AutojoinKeyInfo", "FINGERPRINT_HEX_DIGITS", "IntegrationInfo", "IntegrationKeyInfo", "IntegrationKeyRecord",
+    "ACTIVE", "DEFAULT_INTEGRATION_NS", "DEFAULT_STORE_TIMEOUT_SECONDS", "DEFAULT_PLATFORM_NS", "AlreadyExists",
+    "Ambiguous", "AutojoinKeyInfo", "FINGERPRINT_HEX_DIGITS", "IntegrationInfo", "IntegrationKeyInfo", "IntegrationKeyRecord",
     "MIN_FINGERPRINT_PREFIX", "OrganizationInfo",
     "KeyStore", "NotFound", "StoreError", "StoreUnavailable", "DATASTORE", "STORE_HELP", "check_store_spec",
     "open_store",

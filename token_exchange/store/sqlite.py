@@ -237,17 +237,17 @@ class SQLiteKeyStore(KeyStore):
             raise NotFound(f"no key {key_id!r} in integration {integration_id!r}")
 
     def list_organizations(self, org=None):
-        only = " AND {} = ?" if org is not None else ""
         params = (self.platform_ns,) + ((org,) if org is not None else ())
         keys = {}
         for owner, key_sha256, created_at in self._read_all(
-                "SELECT org_name, key_sha256, created_at FROM autojoin_keys"
-                f" WHERE namespace = ?{only.format('org_name')} ORDER BY org_name, created_at, key_sha256", params):
+                "SELECT org_name, key_sha256, created_at FROM autojoin_keys WHERE namespace = ?"
+                + (" AND org_name = ?" if org is not None else "") + " ORDER BY org_name, created_at, key_sha256",
+                params):
             keys.setdefault(owner, []).append(AutojoinKeyInfo(fingerprint_of(key_sha256), created_at))
         return [OrganizationInfo(name, email, created_at, tuple(keys.get(name, ())))
                 for name, email, created_at in self._read_all(
-                    "SELECT name, email, created_at FROM organizations"
-                    f" WHERE namespace = ?{only.format('name')} ORDER BY name", params)]
+                    "SELECT name, email, created_at FROM organizations WHERE namespace = ?"
+                    + (" AND name = ?" if org is not None else "") + " ORDER BY name", params)]
 
     def delete_autojoin_key(self, fingerprint_prefix, org=None):
         only = " AND org_name = ?" if org is not None else ""
