@@ -45,7 +45,7 @@ def choose_command(prog, commands, argv):
     argv = sys.argv[1:] if argv is None else list(argv)
     names = ", ".join(commands)
     if not argv or argv[0] in ("-h", "-help", "--help"):
-        sys.stderr.write(f"usage: {prog} COMMAND [flags]; commands: {names} ({prog} COMMAND -help for its flags)\n")
+        sys.stderr.write(f"usage: {prog} COMMAND [flags]; commands: {names} ({prog} COMMAND -h for its flags)\n")
         sys.exit(0 if argv else 2)
     command = argv[0]
     if command not in commands:
