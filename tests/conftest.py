@@ -14,6 +14,8 @@ import tornado.httpserver
 import tornado.testing
 
 from token_exchange.app import make_app
+from token_exchange.handlers.ready import store_probe
+from token_exchange.metrics import ServiceMetrics
 from token_exchange.provisioning import create_autojoin_key, create_integration_key
 from token_exchange.signingkey import generate_private_jwk, load_signing_key
 from token_exchange.store.sqlite import SQLiteKeyStore
@@ -77,10 +79,13 @@ class RunningService:
     def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, store_timeout=3.0, store=None,
                  **store_options):
         self.signing_key = signing_key
-        self.store = store or SQLiteKeyStore(str(store_path), **store_options)
+        self.metrics = ServiceMetrics()  # a registry of its own
+        self.store = self.metrics.timed_store(store or SQLiteKeyStore(str(store_path), **store_options))
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
         verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout)
-        self.app = make_app(verifier, issuer_factory(signing_key), [signing_key.public_jwk])
+        self.app = make_app(verifier, issuer_factory(signing_key), [signing_key.public_jwk],
+                            readiness_probe=store_probe(self.store, self.executor, store_timeout),
+                            metrics=self.metrics)
         sock, self.port = tornado.testing.bind_unused_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._sock = sock
@@ -98,6 +103,12 @@ class RunningService:
         self.loop.run_forever()
         self.loop.run_until_complete(self.server.close_all_connections())
         self.loop.close()
+
+    def settle(self):
+        """Wait until the loop has run past every answered request: its access line and metrics follow the answer."""
+        done = threading.Event()
+        self.loop.call_soon_threadsafe(done.set)
+        assert done.wait(10)
 
     def stop(self):
         self.loop.call_soon_threadsafe(self.server.stop)

@@ -5,7 +5,7 @@ import pytest
 
 from token_exchange.config import parse_config
 
-# SPEC.md's configuration table, plus -store: (flag, env var, attribute, default, another valid value, parsed).
+# SPEC.md's configuration table, plus -store and the operational flags: (flag, env var, attribute, default, another valid value, parsed).
 FLAGS = [
     ("port", "PORT", "port", 8080, "9000", 9000),
     ("private-key-path", "PRIVATE_KEY_PATH", "private_key_path", "/secrets/jwk-priv.json", "/tmp/k.json",
@@ -18,6 +18,9 @@ FLAGS = [
      "127.0.0.1:9991", "127.0.0.1:9991"),
     ("store", "STORE", "store", "datastore", "sqlite:/var/lib/keys.db", "sqlite:/var/lib/keys.db"),
     ("store-timeout", "STORE_TIMEOUT", "store_timeout", 3.0, "0.5", 0.5),
+    ("log-format", "LOG_FORMAT", "log_format", None, "text", "text"),
+    ("shutdown-grace", "SHUTDOWN_GRACE", "shutdown_grace", 30.0, "5", 5.0),
+    ("workers", "WORKERS", "workers", 1, "2", 2),
 ]
 FLAG_IDS = [flag for flag, *_ in FLAGS]
 SPELLINGS = {
@@ -58,7 +61,20 @@ def test_defaults_are_those_of_the_spec():
         "prometheusx_listen_address": ":9990",
         "store": "datastore",
         "store_timeout": 3.0,
+        "log_format": None,  # chosen at start-up: text on a terminal, else json
+        "shutdown_grace": 30.0,
+        "workers": 1,
     }
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", ""])
+def test_invalid_worker_count_is_refused(capsys, value):
+    assert "invalid number" in refused(capsys, ["-workers", value])
+
+
+@pytest.mark.parametrize("value", ["xml", "JSON", ""])
+def test_invalid_log_format_is_refused(capsys, value):
+    assert "invalid choice" in refused(capsys, ["-log-format", value])
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "601", "soon", ""])

@@ -12,7 +12,6 @@ import json
 import logging
 import re
 import sqlite3
-import threading
 import traceback
 
 import pytest
@@ -93,14 +92,8 @@ class LogCheck:
         body = json.dumps({"api_key": api_key})
         return self.send("POST", f"/v0/token/{endpoint}", body, {"Content-Type": "application/json"}, status)
 
-    def settle(self):
-        """Wait until the service loop has run past every request (the access line follows the answer)."""
-        done = threading.Event()
-        self.service.loop.call_soon_threadsafe(done.set)
-        assert done.wait(10)
-
     def records(self, name=None):
-        self.settle()
+        self.service.settle()
         return [r for r in self.caplog.records if name is None or r.name == name]
 
     def assert_no_secret_logged(self):

@@ -294,8 +294,6 @@ def test_signal_stops_the_service_with_status_0(zipapp_services, signum):
     assert health(service.base_url) is None
 
 
-@pytest.mark.xfail(strict=True, raises=ConnectionError,
-                   reason="bug: on SIGTERM, close_all_connections() drops requests in flight (SPEC: finish them)")
 def test_sigterm_lets_a_request_in_flight_finish(zipapp_services, integration_key):
     # Checking a cost-14 bcrypt hash takes about a second: the request is in flight when SIGTERM comes.
     key = integration_key("acme", bcrypt_cost=14)

@@ -133,8 +133,10 @@ class ZipappServices:
 
     def launch(self, args, port, env=None):
         """Start with exactly these arguments (plus a free metrics address); do not wait."""
-        metrics = ["-prometheusx.listen-address", f"127.0.0.1:{free_port()}"]
+        metrics_port = free_port()
+        metrics = ["-prometheusx.listen-address", f"127.0.0.1:{metrics_port}"]
         service = ZipappService(self.pyz, [*args, *metrics], self.home, port, env)
+        service.metrics_url = f"http://127.0.0.1:{metrics_port}"
         self.started.append(service)
         return service
 

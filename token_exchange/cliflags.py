@@ -82,6 +82,16 @@ def _non_negative_int(value):
         raise ValueError(f"invalid number {value!r}: expected a whole number of 0 or more") from None
 
 
+def _positive_int(value):
+    try:
+        number = _decimal(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(f"invalid number {value!r}: expected a whole number of 1 or more")
+    return number
+
+
 def _positive_seconds(value):
     try:
         seconds = float(value)
@@ -95,6 +105,7 @@ def _positive_seconds(value):
 port_number = checked(_port, "port")
 listen_address = checked(_listen_address, "listen address")
 non_negative_int = checked(_non_negative_int, "number")
+positive_int = checked(_positive_int, "number")
 store_spec = checked(check_store_spec, "store")
 
 

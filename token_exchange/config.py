@@ -2,10 +2,20 @@
 
 import os
 
-from token_exchange.cliflags import FlagParser, add_flag, add_store_flag, listen_address, port_number
+from token_exchange.cliflags import (
+    FlagParser,
+    add_flag,
+    add_store_flag,
+    listen_address,
+    port_number,
+    positive_int,
+    positive_seconds,
+)
+from token_exchange.logs import FORMATS
 from token_exchange.store import DEFAULT_INTEGRATION_NS, DEFAULT_PLATFORM_NS
 
 DEFAULT_PRIVATE_KEY_PATH = "/secrets/jwk-priv.json"
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
 
 
 def build_parser():
@@ -17,9 +27,14 @@ def build_parser():
     add_flag(parser, "client-integration-ns", "namespace of client-integration credentials",
              default=DEFAULT_INTEGRATION_NS)
     add_flag(parser, "project-id", "Google Cloud project of the Datastore key store", default="mlab-sandbox")
-    add_flag(parser, "prometheusx.listen-address", "address of the metrics server (not served yet)",
+    add_flag(parser, "prometheusx.listen-address", "[HOST]:PORT of the Prometheus metrics server (/metrics)",
              type=listen_address, default=":9990")
     add_store_flag(parser)
+    add_flag(parser, "log-format", "log format on stderr: json or text (default: text on a terminal, else json)",
+             choices=FORMATS, default=None)
+    add_flag(parser, "shutdown-grace", "seconds requests in flight may take to finish after SIGTERM or SIGINT",
+             type=positive_seconds, default=DEFAULT_SHUTDOWN_GRACE_SECONDS)
+    add_flag(parser, "workers", "number of server processes sharing the port", type=positive_int, default=1)
     return parser
 
 

@@ -20,4 +20,5 @@ class AutojoinHandler(TokenHandler):
         except StoreUnavailable as e:
             log.error("key store unavailable for an autojoin exchange: %s", e)
             raise errors.store_unavailable() from None
-        self.write_token(lambda: self.issuer.autojoin_token(org))
+        self.access_fields = {"org": org}
+        self.write_token("autojoin", lambda: self.issuer.autojoin_token(org))

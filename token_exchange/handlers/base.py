@@ -24,8 +24,30 @@ class BaseHandler(RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
 
     def prepare(self):
+        self._track_in_flight()
         if self.request.method not in self.ALLOWED_METHODS:
             raise errors.method_not_allowed(self.ALLOWED_METHODS)
+
+    # Shutdown waits for the requests counted here.
+    _in_flight = None
+
+    def _track_in_flight(self):
+        in_flight = self.settings.get("in_flight")
+        if in_flight is not None and self._in_flight is None:
+            self._in_flight = in_flight
+            in_flight.started()
+
+    def _untrack_in_flight(self):
+        if self._in_flight is not None:
+            self._in_flight.finished()
+            self._in_flight = False
+
+    def on_finish(self):
+        self._untrack_in_flight()
+
+    def on_connection_close(self):
+        super().on_connection_close()
+        self._untrack_in_flight()
 
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -114,7 +136,7 @@ class TokenHandler(BaseHandler):
             raise errors.invalid_request_body()
         return api_key
 
-    def write_token(self, sign):
+    def write_token(self, audience, sign):
         """Sign with sign() and answer {"token": ...}; 500 when signing fails."""
         try:
             token = sign()
@@ -122,6 +144,9 @@ class TokenHandler(BaseHandler):
             log.exception("signing failed for %s", self.request.path)
             raise errors.failed_to_generate_token() from None
         self.write_json({"token": token})
+        metrics = self.settings.get("metrics")
+        if metrics is not None:
+            metrics.token_issued(audience)
 
 
 class _JSONNumber:

@@ -2,6 +2,7 @@
 
 import logging
 
+from token_exchange.apikey import MalformedKey, parse_integration_key
 from token_exchange.handlers import errors
 from token_exchange.handlers.base import TokenHandler
 from token_exchange.store import StoreUnavailable
@@ -12,6 +13,7 @@ log = logging.getLogger("token_exchange.handlers")
 
 class IntegrationHandler(TokenHandler):
     async def exchange(self, api_key):
+        self.access_fields = identity_fields(api_key)
         try:
             identity = await self.verifier.verify_integration_key(api_key)
         except InvalidKey as e:
@@ -20,5 +22,14 @@ class IntegrationHandler(TokenHandler):
         except StoreUnavailable as e:
             log.error("key store unavailable for an integration exchange: %s", e)
             raise errors.store_unavailable() from None
-        self.write_token(lambda: self.issuer.integration_token(
+        self.write_token("integration", lambda: self.issuer.integration_token(
             identity.integration_id, identity.key_id, identity.tier))
+
+
+def identity_fields(api_key):
+    """The ids a presented key names, for the access line (never its secret); none when malformed."""
+    try:
+        key = parse_integration_key(api_key)
+    except MalformedKey:
+        return {}
+    return {"integration_id": key.integration_id, "key_id": key.key_id}

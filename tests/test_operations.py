@@ -1,0 +1,222 @@
+"""What an operator sees: metrics, readiness, log lines, the logged configuration.
+
+The real service runs in-process with a metrics registry of its own; the
+built zipapp is covered in test_zipapp_operations.py.
+"""
+
+import io
+import json
+import logging
+import re
+import time
+from types import SimpleNamespace
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.consumer import verify_token
+from tests.httpclient import exchange, request
+from token_exchange.logs import JSONFormatter, TextFormatter, setup_logging
+from token_exchange.server import REDACTED, effective_configuration
+from token_exchange.store import StoreUnavailable
+
+ALLOWED_LABELS = {"code", "method", "operation", "audience", "result", "le"}
+
+
+def samples(registry):
+    """{(name, frozenset(labels)): value} of every sample the registry exposes."""
+    text = generate_latest(registry).decode()
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(all_samples, name, **labels):
+    return all_samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_requests_tokens_and_store_calls_are_counted(service, integration_key, autojoin_key):
+    key = integration_key("acme")
+    autojoin = autojoin_key("example-org")
+    for _ in range(3):
+        response = exchange(service.base_url, "integration", key.api_key)
+        assert response.status == 200
+        verify_token(service.base_url, response.json()["token"], "integration")
+    assert exchange(service.base_url, "integration", key.api_key[:-1] + "x").status == 401
+    assert exchange(service.base_url, "autojoin", autojoin.api_key).status == 200
+    assert request(service.base_url, "GET", "/v0/token/autojoin").status == 405
+    assert request(service.base_url, "GET", "/health").status == 200
+
+    service.settle()
+    got = samples(service.metrics.registry)
+    assert value(got, "tokenexchange_integration_requests_total", code="200", method="post") == 3
+    assert value(got, "tokenexchange_integration_requests_total", code="401", method="post") == 1
+    assert value(got, "tokenexchange_autojoin_requests_total", code="200", method="post") == 1
+    assert value(got, "tokenexchange_autojoin_requests_total", code="405", method="get") == 1
+    assert value(got, "tokenexchange_integration_request_duration_seconds_count", code="200", method="post") == 3
+    # Prometheus' default buckets.
+    buckets = sorted(float(dict(labels)["le"]) for name, labels in got
+                     if name == "tokenexchange_integration_request_duration_seconds_bucket"
+                     and ("code", "200") in labels)
+    assert buckets == [.005, .01, .025, .05, .075, .1, .25, .5, .75, 1.0, 2.5, 5.0, 7.5, 10.0, float("inf")]
+    assert value(got, "tokenexchange_tokens_issued_total", audience="integration") == 3
+    assert value(got, "tokenexchange_tokens_issued_total", audience="autojoin") == 1
+    assert value(got, "tokenexchange_store_call_duration_seconds_count", operation="get_integration_key") == 4
+    assert value(got, "tokenexchange_store_call_duration_seconds_count", operation="find_autojoin_org") == 1
+    # /health is no token endpoint: no metric names it.
+    assert not any("/health" in str(labels) for _, labels in got)
+    # Only bounded labels; no key, key id or integration id anywhere.
+    text = generate_latest(service.metrics.registry).decode()
+    for name, labels in got:
+        assert {label for label, _ in labels} <= ALLOWED_LABELS, name
+    for secretish in (key.api_key, key.key_id, "acme", autojoin.api_key, "example-org"):
+        assert secretish not in text
+
+
+def test_store_errors_are_counted_by_operation(service, integration_key, monkeypatch):
+    key = integration_key("acme")
+
+    def unavailable(*args):
+        raise StoreUnavailable("sqlite read failed: test")
+
+    monkeypatch.setattr(service.store._store, "get_integration_key", unavailable)
+    assert exchange(service.base_url, "integration", key.api_key).status == 503
+    service.settle()
+    got = samples(service.metrics.registry)
+    assert value(got, "tokenexchange_store_errors_total", operation="get_integration_key") == 1
+    assert value(got, "tokenexchange_integration_requests_total", code="503", method="post") == 1
+
+
+def test_verifier_events_feed_cache_and_queue_metrics(service):
+    events = service.metrics.verifier_events
+    events.cache_miss()
+    events.cache_hit()
+    events.cache_hit()
+    events.verification_queued(3)
+    events.verification_refused("throttled")
+    got = samples(service.metrics.registry)
+    assert value(got, "tokenexchange_verification_cache_total", result="hit") == 2
+    assert value(got, "tokenexchange_verification_cache_total", result="miss") == 1
+    assert value(got, "tokenexchange_hashing_queue_depth") == 3
+    assert value(got, "tokenexchange_verifications_refused_total", result="throttled") == 1
+    events.verification_done(0)
+    assert value(samples(service.metrics.registry), "tokenexchange_hashing_queue_depth") == 0
+
+
+def test_ready_answers_200_when_the_store_answers(service):
+    response = request(service.base_url, "GET", "/ready")
+    assert (response.status, response.body) == (200, b"ready")
+    assert request(service.base_url, "POST", "/ready").status == 405
+
+
+def test_ready_answers_503_when_the_store_fails(service, monkeypatch):
+    def unavailable():
+        raise StoreUnavailable("sqlite read failed: test")
+
+    monkeypatch.setattr(service.store._store, "check", unavailable)
+    response = request(service.base_url, "GET", "/ready")
+    assert response.status == 503
+    assert response.body == b"Key store unavailable, retry later\n"
+    assert response.headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.headers["Retry-After"] == "1"
+    assert request(service.base_url, "GET", "/health").body == b"ok"  # /health says nothing about the store
+
+
+def test_ready_answers_503_when_the_store_is_too_slow(start_service, monkeypatch):
+    service = start_service(store_timeout=0.2)
+    monkeypatch.setattr(service.store._store, "check", lambda: time.sleep(2))
+    response = request(service.base_url, "GET", "/ready")
+    assert response.status == 503
+    assert response.body == b"Key store unavailable, retry later\n"
+
+
+def access_record(logs, path):
+    records = [r for r in logs.records if r.name == "token_exchange.access"
+               and r.json_fields["httpRequest"]["requestUrl"] == path]
+    assert len(records) == 1
+    return records[0]
+
+
+def test_access_line_carries_ids_as_json_fields_and_no_secret(caplog, service, integration_key, autojoin_key):
+    caplog.set_level(logging.INFO, logger="token_exchange.access")
+    key = integration_key("acme")
+    autojoin = autojoin_key("example-org")
+    integration_token = exchange(service.base_url, "integration", key.api_key).json()["token"]
+    autojoin_token = exchange(service.base_url, "autojoin", autojoin.api_key).json()["token"]
+    assert request(service.base_url, "GET", "/health").status == 200
+    service.settle()
+
+    formatter = JSONFormatter()
+    line = json.loads(formatter.format(access_record(caplog, "/v0/token/integration")))
+    assert line["severity"] == "INFO"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["time"])
+    assert line["message"].startswith("POST /v0/token/integration 200 ")
+    http_request = line["httpRequest"]
+    assert re.fullmatch(r"\d+\.\d{6}s", http_request.pop("latency"))
+    assert http_request == {"requestMethod": "POST", "requestUrl": "/v0/token/integration", "status": 200,
+                            "remoteIp": "127.0.0.1"}
+    assert (line["integration_id"], line["key_id"]) == ("acme", key.key_id)
+    autojoin_line = json.loads(formatter.format(access_record(caplog, "/v0/token/autojoin")))
+    assert autojoin_line["org"] == "example-org"
+    health_line = json.loads(formatter.format(access_record(caplog, "/health")))
+    assert "integration_id" not in health_line and "org" not in health_line
+
+    text = TextFormatter().format(access_record(caplog, "/v0/token/integration"))
+    assert re.search(r" INFO token_exchange\.access: POST /v0/token/integration 200 [\d.]+ms 127\.0\.0\.1 "
+                     rf"integration_id=acme key_id={key.key_id}$", text), text
+    everything = "\n".join(formatter.format(r) + TextFormatter().format(r) for r in caplog.records)
+    for secret in (key.api_key, key.api_key.rsplit(".", 1)[1], autojoin.api_key, integration_token,
+                   autojoin_token):
+        assert secret not in everything
+
+
+def test_a_presented_id_cannot_forge_a_log_line(caplog, service):
+    caplog.set_level(logging.INFO)
+    forged = "acme\n2026-01-01 00:00:00,000 ERROR token_exchange: forged"  # no dot: a well-formed key
+    assert exchange(service.base_url, "integration", f"mlabk.cii_{forged}.ki_0123456789abcdef.s3cr3t").status == 401
+    service.settle()
+    record = access_record(caplog, "/v0/token/integration")
+    assert record.fields["integration_id"] == forged
+    for formatter in (TextFormatter(), JSONFormatter()):
+        lines = "\n".join(formatter.format(r) for r in caplog.records).splitlines()
+        assert len(lines) == len(caplog.records)
+        assert not any(line.startswith("2026-01-01") for line in lines)
+
+
+def test_json_lines_carry_the_traceback_inside_the_one_line():
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    setup_logging("json", stream)
+    try:
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logging.getLogger("token_exchange").exception("it failed")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["severity"] == "ERROR"
+    assert entry["message"].startswith("it failed\nTraceback")
+    assert "RuntimeError: boom" in entry["message"]
+
+
+def test_logged_configuration_redacts_secrets():
+    config = SimpleNamespace(port=8080, private_key_path="/secrets/jwk-priv.json", store="datastore",
+                             log_format=None, db_password="hunter2-secret-value",
+                             api_token="tok-secret-value")
+    environ = {"DATASTORE_EMULATOR_HOST": "http://user:pa55word-secret@localhost:8081",
+               "GOOGLE_APPLICATION_CREDENTIALS": "/etc/sa.json", "UNRELATED_SECRET": "never-logged-value"}
+    settings = effective_configuration(config, environ)
+    assert settings["port"] == 8080
+    assert settings["private_key_path"] == "/secrets/jwk-priv.json"
+    assert settings["log_format"] == "auto"
+    assert settings["db_password"] == REDACTED
+    assert settings["api_token"] == REDACTED
+    assert settings["GOOGLE_APPLICATION_CREDENTIALS"] == REDACTED
+    assert settings["DATASTORE_EMULATOR_HOST"] == f"http://user:{REDACTED}@localhost:8081"
+    text = json.dumps(settings)
+    for secret in ("hunter2", "tok-secret", "pa55word", "never-logged"):
+        assert secret not in text

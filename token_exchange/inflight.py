@@ -1,0 +1,29 @@
+"""Counting requests in flight, so that shutdown can wait for them to finish."""
+
+import asyncio
+
+
+class RequestsInFlight:
+    """Used on the event loop only: handlers call started() and finished()."""
+
+    def __init__(self):
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def started(self):
+        self.count += 1
+        self._idle.clear()
+
+    def finished(self):
+        self.count -= 1
+        if self.count == 0:
+            self._idle.set()
+
+    async def wait_idle(self, timeout):
+        """True when every request finished within timeout seconds."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True

@@ -1,0 +1,168 @@
+"""Prometheus metrics: the Go service's four, plus what an operator needs.
+
+The metric objects live on a ServiceMetrics instance made at start-up and
+handed down, so tests can give each service its own registry. Label values
+come from small fixed sets (code, method, operation, audience, result):
+never a key, a key id or an integration id, which would be unbounded.
+
+With several worker processes prometheus_client's multiprocess mode sums
+them; PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is
+imported, which is why server.py imports this module only after that.
+"""
+
+import time
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from token_exchange.store import KeyStore
+
+# The Go service's metrics: one counter and one histogram per token endpoint.
+ENDPOINT_METRICS = {
+    "/v0/token/autojoin": "autojoin",
+    "/v0/token/integration": "integration",
+}
+
+
+class ServiceMetrics:
+    def __init__(self, registry=None):
+        self.registry = registry if registry is not None else CollectorRegistry()
+        reg = self.registry
+        self._requests = {}
+        self._durations = {}
+        for path, name in ENDPOINT_METRICS.items():
+            self._requests[path] = Counter(
+                f"tokenexchange_{name}_requests", f"Requests to the {name} token endpoint.",
+                ["code", "method"], registry=reg)
+            self._durations[path] = Histogram(
+                f"tokenexchange_{name}_request_duration_seconds",
+                f"Time to answer a request to the {name} token endpoint.",
+                ["code", "method"], registry=reg)  # prometheus_client's defaults are Prometheus' defaults
+        self.store_call_seconds = Histogram(
+            "tokenexchange_store_call_duration_seconds", "Time a key-store call took, by operation.",
+            ["operation"], registry=reg)
+        self.store_errors = Counter(
+            "tokenexchange_store_errors", "Key-store calls that failed, by operation.",
+            ["operation"], registry=reg)
+        self.verification_cache = Counter(
+            "tokenexchange_verification_cache", "Verification-cache lookups, by result (hit or miss).",
+            ["result"], registry=reg)
+        # livesum: across workers, the sum over the processes still running.
+        self.hashing_queue_depth = Gauge(
+            "tokenexchange_hashing_queue_depth", "Secret verifications waiting for or running on a hashing thread.",
+            registry=reg, multiprocess_mode="livesum")
+        self.verifications_refused = Counter(
+            "tokenexchange_verifications_refused",
+            "Secret checks refused before hashing, by result (overloaded: 503, throttled: 429).",
+            ["result"], registry=reg)
+        self.tokens_issued = Counter(
+            "tokenexchange_tokens_issued", "Tokens signed and sent, by audience.",
+            ["audience"], registry=reg)
+        self.verifier_events = VerifierEvents(self)
+
+    def observe_request(self, method, path, status, seconds):
+        """Count a finished request, if it went to a token endpoint."""
+        counter = self._requests.get(path)
+        if counter is None:
+            return
+        labels = dict(code=str(status), method=method.lower())
+        counter.labels(**labels).inc()
+        self._durations[path].labels(**labels).observe(seconds)
+
+    def token_issued(self, audience):
+        self.tokens_issued.labels(audience=audience).inc()
+
+    def timed_store(self, store):
+        return TimedKeyStore(store, self)
+
+
+class VerifierEvents:
+    """What the key verifier reports (its events= argument)."""
+
+    def __init__(self, metrics):
+        self._metrics = metrics
+
+    def cache_hit(self):
+        self._metrics.verification_cache.labels(result="hit").inc()
+
+    def cache_miss(self):
+        self._metrics.verification_cache.labels(result="miss").inc()
+
+    def verification_queued(self, depth):
+        self._metrics.hashing_queue_depth.set(depth)
+
+    def verification_done(self, depth):
+        self._metrics.hashing_queue_depth.set(depth)
+
+    def verification_refused(self, reason):
+        self._metrics.verifications_refused.labels(result=reason).inc()
+
+
+class TimedKeyStore(KeyStore):
+    """A KeyStore that times every call of the store it wraps, by operation."""
+
+    def __init__(self, store, metrics):
+        self._store = store
+        self._metrics = metrics
+
+    def _timed(self, operation, fn, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        except Exception:
+            self._metrics.store_errors.labels(operation=operation).inc()
+            raise
+        finally:
+            self._metrics.store_call_seconds.labels(operation=operation).observe(time.perf_counter() - started)
+
+    def get_integration_key(self, integration_id, key_id):
+        return self._timed("get_integration_key", self._store.get_integration_key, integration_id, key_id)
+
+    def find_autojoin_org(self, api_key):
+        return self._timed("find_autojoin_org", self._store.find_autojoin_org, api_key)
+
+    def ensure_integration(self, integration_id, description=""):
+        return self._timed("ensure_integration", self._store.ensure_integration, integration_id, description)
+
+    def add_integration_key(self, integration_id, key_id, key_hash, description="", tier=0):
+        return self._timed("add_integration_key", self._store.add_integration_key, integration_id, key_id,
+                           key_hash, description, tier)
+
+    def ensure_organization(self, name, email=""):
+        return self._timed("ensure_organization", self._store.ensure_organization, name, email)
+
+    def add_autojoin_key(self, org, api_key):
+        return self._timed("add_autojoin_key", self._store.add_autojoin_key, org, api_key)
+
+    def check(self):
+        return self._timed("check", self._store.check)
+
+    def close(self):
+        self._store.close()
+
+    def __getattr__(self, name):
+        # Methods a store gains later (listing, revoking) pass through untimed.
+        return getattr(self._store, name)
+
+
+def exposition_registry(multiprocess_dir=None):
+    """The registry /metrics serves: this process's, or the sum over every worker's files."""
+    if multiprocess_dir is None:
+        return None
+    from prometheus_client import multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
+    return registry
+
+
+def start_metrics_server(address, registry):
+    """Serve /metrics on a [HOST]:PORT address in a background thread."""
+    host, _, port = address.rpartition(":")
+    prometheus_client.start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)
+
+
+def mark_worker_dead(pid, multiprocess_dir):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(pid, multiprocess_dir)
