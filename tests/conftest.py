@@ -77,13 +77,19 @@ class RunningService:
     """The real application on a real socket, its loop in a background thread."""
 
     def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, store_timeout=3.0, store=None,
-                 **store_options):
+                 key_cache_ttl=0, verifier_options=None, **store_options):
+        """verifier_options go to KeyVerifier (verify, events, clock, ...).
+
+        key_cache_ttl is 0 unless given, so tests see each store change at once.
+        """
         self.signing_key = signing_key
         self.metrics = ServiceMetrics()  # a registry of its own
         self.store = self.metrics.timed_store(store or SQLiteKeyStore(str(store_path), **store_options))
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
-        verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout)
-        self.app = make_app(verifier, issuer_factory(signing_key), [signing_key.public_jwk],
+        verifier_options = {"key_cache_ttl": key_cache_ttl, "events": self.metrics.verifier_events,
+                            **(verifier_options or {})}
+        self.verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout, **verifier_options)
+        self.app = make_app(self.verifier, issuer_factory(signing_key), [signing_key.public_jwk],
                             readiness_probe=store_probe(self.store, self.executor, store_timeout),
                             metrics=self.metrics)
         sock, self.port = tornado.testing.bind_unused_port()

@@ -18,6 +18,8 @@ FLAGS = [
      "127.0.0.1:9991", "127.0.0.1:9991"),
     ("store", "STORE", "store", "datastore", "sqlite:/var/lib/keys.db", "sqlite:/var/lib/keys.db"),
     ("store-timeout", "STORE_TIMEOUT", "store_timeout", 3.0, "0.5", 0.5),
+    ("key-cache-ttl", "KEY_CACHE_TTL", "key_cache_ttl", 5.0, "0", 0.0),
+    ("max-pending-verifications", "MAX_PENDING_VERIFICATIONS", "max_pending_verifications", 64, "8", 8),
     ("log-format", "LOG_FORMAT", "log_format", None, "text", "text"),
     ("shutdown-grace", "SHUTDOWN_GRACE", "shutdown_grace", 30.0, "5", 5.0),
     ("workers", "WORKERS", "workers", 1, "2", 2),
@@ -61,6 +63,8 @@ def test_defaults_are_those_of_the_spec():
         "prometheusx_listen_address": ":9990",
         "store": "datastore",
         "store_timeout": 3.0,
+        "key_cache_ttl": 5.0,
+        "max_pending_verifications": 64,
         "log_format": None,  # chosen at start-up: text on a terminal, else json
         "shutdown_grace": 30.0,
         "workers": 1,
@@ -80,6 +84,16 @@ def test_invalid_log_format_is_refused(capsys, value):
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "601", "soon", ""])
 def test_invalid_store_timeout_is_refused(capsys, value):
     assert "invalid duration" in refused(capsys, ["-store-timeout", value])
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "601", "soon", ""])
+def test_invalid_key_cache_ttl_is_refused(capsys, value):
+    assert "invalid duration" in refused(capsys, ["-key-cache-ttl", value])
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "many", ""])
+def test_invalid_max_pending_verifications_is_refused(capsys, value):
+    assert "invalid number" in refused(capsys, ["-max-pending-verifications", value])
 
 
 @pytest.mark.parametrize("spelling", SPELLINGS)

@@ -10,13 +10,14 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 
 import pytest
 from jwcrypto import jwk
 
-from tests.httpclient import request
+from tests.httpclient import exchange, request
 from tests.zipapp_service import (  # noqa: F401 (fixtures)
     START_TIMEOUT_SECONDS,
     error_line,
@@ -31,7 +32,7 @@ from token_exchange.signingkey import PRIVATE_PARAMS
 
 PROG = "token-exchange"
 FLAGS = ("-port", "-private-key-path", "-platform-ns", "-client-integration-ns", "-project-id",
-         "-prometheusx.listen-address", "-store")
+         "-prometheusx.listen-address", "-store", "-store-timeout", "-key-cache-ttl", "-max-pending-verifications")
 
 
 @pytest.fixture
@@ -41,6 +42,8 @@ def service_pyz(built_zipapps):
 
 def run_service(pyz, home, *args, env=None):
     """Run the service zipapp expecting it to stop by itself (a start-up failure); fail if it keeps running."""
+    # Not the default :9990, which another program on this machine may hold; a flag still wins.
+    env = {"PROMETHEUSX_LISTEN_ADDRESS": f"127.0.0.1:{free_port()}", **(env or {})}
     try:
         return run_zipapp(pyz, args, home, env, timeout=START_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired as e:
@@ -200,7 +203,10 @@ def test_datastore_store_stops_start_up_with_one_line(service_pyz, zipapp_home, 
     (["-prometheusx.listen-address", "9990"], "-prometheusx.listen-address"),
     (["-no-such-flag"], "-no-such-flag"),
     (["-por", "{port}"], "-por"),  # Go's flag package knows no abbreviations
-], ids=["store-foo", "store-sqlite-empty", "port-nan", "port-range", "metrics-address", "unknown", "abbreviated"])
+    (["-key-cache-ttl", "-1"], "-key-cache-ttl"),
+    (["-max-pending-verifications", "0"], "-max-pending-verifications"),
+], ids=["store-foo", "store-sqlite-empty", "port-nan", "port-range", "metrics-address", "unknown", "abbreviated",
+        "key-cache-ttl-negative", "max-pending-zero"])
 def test_bad_flag_exits_2_with_one_line(service_pyz, zipapp_home, key_file, db_path, args, named):
     port = free_port()
     done = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", f"sqlite:{db_path}",
@@ -225,6 +231,23 @@ def test_unusable_store_stops_start_up_with_one_line(service_pyz, zipapp_home, k
     assert line.startswith(f"{PROG}: error: store {spec}: "), line
     assert problem in line, line
     assert (tmp_path / "not-a-database.db").read_bytes() == b"not SQLite at all, " * 100
+
+
+def test_metrics_address_in_use_stops_start_up_with_one_line(service_pyz, zipapp_home, key_file, db_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = "127.0.0.1:%d" % taken.getsockname()[1]
+        done = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", f"sqlite:{db_path}",
+                           "-port", free_port(), "-prometheusx.listen-address", address)
+        # A store that cannot open is named first: it is the problem to fix.
+        bad_store = f"sqlite:{db_path.parent}"
+        store_first = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", bad_store,
+                                  "-port", free_port(), "-prometheusx.listen-address", address)
+    assert done.returncode == 1
+    assert only_line(done, PROG) == f"{PROG}: error: cannot serve metrics on {address}: Address already in use"
+    assert store_first.returncode == 1
+    assert only_line(store_first, PROG).startswith(f"{PROG}: error: store {bad_store}: ")
 
 
 def test_bad_flag_from_the_environment_exits_2(service_pyz, zipapp_home, key_file):
@@ -311,3 +334,25 @@ def test_sigterm_lets_a_request_in_flight_finish(zipapp_services, integration_ke
     finally:
         conn.close()
     assert service.process.wait(30) == 0
+
+
+def revoke(db_path, key_id):
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE integration_keys SET status = 'revoked' WHERE key_id = ?", (key_id,))
+
+
+def test_key_cache_ttl_0_refuses_a_revoked_key_at_once(zipapp_services, integration_key, db_path):
+    key = integration_key()
+    service = zipapp_services.start("-key-cache-ttl", "0")
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+    revoke(db_path, key.key_id)
+    assert exchange(service.base_url, "integration", key.api_key).status == 401
+
+
+def test_key_cache_ttl_reuses_the_record_within_its_bound(zipapp_services, integration_key, db_path):
+    # 600 s: far longer than this test, so the cached record must still answer.
+    key = integration_key()
+    service = zipapp_services.start("--key-cache-ttl=600")
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+    revoke(db_path, key.key_id)
+    assert exchange(service.base_url, "integration", key.api_key).status == 200

@@ -102,6 +102,16 @@ def _positive_seconds(value):
     return seconds
 
 
+def _non_negative_seconds(value):
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 600:  # also refuses nan and inf
+        raise ValueError(f"invalid duration {value!r}: expected seconds, 0 to 600")
+    return seconds
+
+
 port_number = checked(_port, "port")
 listen_address = checked(_listen_address, "listen address")
 non_negative_int = checked(_non_negative_int, "number")
@@ -110,6 +120,7 @@ store_spec = checked(check_store_spec, "store")
 
 
 positive_seconds = checked(_positive_seconds, "duration")
+non_negative_seconds = checked(_non_negative_seconds, "duration")
 
 
 def add_store_flag(parser):

@@ -2,16 +2,19 @@
 
 import os
 
+from token_exchange.admission import DEFAULT_MAX_PENDING
 from token_exchange.cliflags import (
     FlagParser,
     add_flag,
     add_store_flag,
     listen_address,
+    non_negative_seconds,
     port_number,
     positive_int,
     positive_seconds,
 )
 from token_exchange.logs import FORMATS
+from token_exchange.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS
 from token_exchange.store import DEFAULT_INTEGRATION_NS, DEFAULT_PLATFORM_NS
 
 DEFAULT_PRIVATE_KEY_PATH = "/secrets/jwk-priv.json"
@@ -30,6 +33,12 @@ def build_parser():
     add_flag(parser, "prometheusx.listen-address", "[HOST]:PORT of the Prometheus metrics server (/metrics)",
              type=listen_address, default=":9990")
     add_store_flag(parser)
+    add_flag(parser, "key-cache-ttl", "seconds a key record read from the store is reused; "
+             "a revoked or changed key stops working within this time (0: read the store on every request)",
+             type=non_negative_seconds, default=DEFAULT_KEY_CACHE_TTL_SECONDS)
+    add_flag(parser, "max-pending-verifications", "bcrypt checks that may be queued or running at once; "
+             "beyond this a cache-miss exchange is answered 503 with Retry-After",
+             type=positive_int, default=DEFAULT_MAX_PENDING)
     add_flag(parser, "log-format", "log format on stderr: json or text (default: text on a terminal, else json)",
              choices=FORMATS, default=None)
     add_flag(parser, "shutdown-grace", "seconds requests in flight may take to finish after SIGTERM or SIGINT",

@@ -20,6 +20,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from token_exchange.app import make_app
+from token_exchange.hashpool import make_hash_executor
 from token_exchange.config import parse_config
 from token_exchange.handlers.base import MAX_BODY_BYTES
 from token_exchange.handlers.ready import store_probe
@@ -104,21 +105,21 @@ def run_worker(config, key_set, sockets, metrics_dir):
     # Imported only now: with workers, prometheus_client must see PROMETHEUS_MULTIPROC_DIR.
     from token_exchange import metrics as metrics_module
 
-    if metrics_dir is None:
-        metrics = metrics_module.ServiceMetrics(metrics_module.prometheus_client.REGISTRY)
-        try:
-            metrics_module.start_metrics_server(config.prometheusx_listen_address, metrics.registry)
-        except OSError as e:
-            fail(f"cannot serve metrics on {config.prometheusx_listen_address}: {e.strerror}")
-    else:
-        metrics = metrics_module.ServiceMetrics()  # values go to the shared directory
     try:
         store = open_store(config.store, project=config.project_id, integration_ns=config.client_integration_ns,
                            platform_ns=config.platform_ns, timeout_seconds=config.store_timeout)
     except StoreError as e:
         fail(str(e))
     if metrics_dir is None:
+        metrics = metrics_module.ServiceMetrics(metrics_module.prometheus_client.REGISTRY)
+        try:
+            metrics_module.start_metrics_server(config.prometheusx_listen_address, metrics.registry)
+        except OSError as e:
+            store.close()
+            fail(f"cannot serve metrics on {config.prometheusx_listen_address}: {e.strerror}")
         log_start_up(config, key_set)
+    else:
+        metrics = metrics_module.ServiceMetrics()  # values go to the shared directory
     log.info("key store %s (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
              config.store, config.project_id, config.client_integration_ns, config.platform_ns,
              config.store_timeout)
@@ -131,9 +132,11 @@ def run_worker(config, key_set, sockets, metrics_dir):
 
 async def serve(config, key_set, store, metrics, sockets):
     store_executor = concurrent.futures.ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
-    # bcrypt releases the GIL: one thread per core uses them all, more would only queue.
-    hash_executor = concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="hash")
-    verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout)
+    hash_executor = make_hash_executor()
+    verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout,
+                           key_cache_ttl=config.key_cache_ttl,
+                           max_pending_verifications=config.max_pending_verifications,
+                           events=metrics.verifier_events)
     in_flight = RequestsInFlight()
     app = make_app(verifier, TokenIssuer(key_set.signing_key), key_set.public_jwks,
                    readiness_probe=store_probe(store, store_executor, config.store_timeout),

@@ -2,17 +2,29 @@
 
 Parsing happens on the event loop (cheap, and every limit is checked before
 any lookup). The store lookup runs on the I/O pool, bounded by the store
-timeout, and the hash check on the hashing pool: both block, and bcrypt
-costs hundreds of milliseconds.
+timeout; a found record is then kept for -key-cache-ttl seconds, which
+bounds how long a revoked or changed key keeps working. A secret that has
+matched its stored hash once is remembered (as a keyed digest, never the
+secret) so later requests skip bcrypt: a warm exchange never leaves the
+loop. A bcrypt check runs on the hashing pool, admitted only within the
+limits of token_exchange.admission; concurrent requests with the same
+secret for the same hash share one check.
 """
 
 import asyncio
+import time
 from dataclasses import dataclass
 
+from token_exchange.admission import (DEFAULT_MAX_PENDING, MAX_FAILURES_PER_KEY, Admission, Overloaded, Refused,
+                                      Throttled)
 from token_exchange.apikey import MalformedKey, check_autojoin_key, parse_integration_key
-from token_exchange.secrethash import verify_secret
+from token_exchange.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS, RecordCache
+from token_exchange.secrethash import BCRYPT, hash_scheme, verify_secret
 from token_exchange.store import ACTIVE, StoreUnavailable
+from token_exchange.verifycache import VerificationCache
 
+__all__ = ["DEFAULT_KEY_CACHE_TTL_SECONDS", "IntegrationIdentity", "InvalidKey", "KeyVerifier", "Overloaded",
+           "Refused", "Throttled", "VerifierEvents"]
 
 class InvalidKey(Exception):
     """The key is refused (401). The message is a reason safe to log."""
@@ -25,28 +37,74 @@ class IntegrationIdentity:
     tier: int
 
 
+class VerifierEvents:
+    """What the verifier reports as it works; these do nothing, metrics may override them.
+
+    cache_hit(): a secret matched from the verification cache, no bcrypt.
+    cache_miss(): a secret had to be checked against its stored hash.
+    verification_queued(depth): a bcrypt check was queued; depth counts checks queued or running.
+    verification_done(depth): a bcrypt check finished; depth counts those still queued or running.
+    verification_refused(reason): a check was not started: "overloaded" (503) or "throttled" (429).
+    """
+
+    def cache_hit(self):
+        pass
+
+    def cache_miss(self):
+        pass
+
+    def verification_queued(self, depth):
+        pass
+
+    def verification_done(self, depth):
+        pass
+
+    def verification_refused(self, reason):
+        pass
+
+
+def _where(key):
+    """The key named for a log line: its ids, never its secret."""
+    return f"integration={key.integration_id} key_id={key.key_id}"
+
+
 class KeyVerifier:
-    def __init__(self, store, store_executor, hash_executor, store_timeout_seconds):
+    def __init__(self, store, store_executor, hash_executor, store_timeout_seconds, *,
+                 key_cache_ttl=DEFAULT_KEY_CACHE_TTL_SECONDS, max_pending_verifications=DEFAULT_MAX_PENDING,
+                 max_failures_per_key=MAX_FAILURES_PER_KEY, verification_cache=None, verify=verify_secret,
+                 events=None, clock=time.monotonic):
         self._store = store
         self._store_executor = store_executor
         self._hash_executor = hash_executor
         self._store_timeout = store_timeout_seconds
+        self._records = RecordCache(key_cache_ttl, clock=clock)
+        self._verified = verification_cache if verification_cache is not None else VerificationCache()
+        self._admission = Admission(max_pending_verifications, max_failures_per_key, clock=clock)
+        self._verify = verify
+        self._events = events or VerifierEvents()
+        self._in_flight = {}  # digest -> future of the bcrypt check running for it
 
     async def verify_integration_key(self, api_key):
-        """The IntegrationIdentity of a valid key; InvalidKey or StoreUnavailable otherwise."""
+        """The IntegrationIdentity of a valid key; InvalidKey, Refused or StoreUnavailable otherwise."""
         try:
             key = parse_integration_key(api_key)
         except MalformedKey as e:
             raise InvalidKey(f"malformed key: {e}") from None
-        record = await self._ask_store(self._store.get_integration_key, key.integration_id, key.key_id)
-        where = f"integration={key.integration_id} key_id={key.key_id}"
+        lookup = (key.integration_id, key.key_id)
+        record = self._records.get(lookup)
         if record is None:
-            raise InvalidKey(f"unknown key ({where})")
+            record = await self._ask_store(self._store.get_integration_key, key.integration_id, key.key_id)
+            self._records.put(lookup, record)
+        if record is None:
+            raise InvalidKey(f"unknown key ({_where(key)})")
         if record.status != ACTIVE:
-            raise InvalidKey(f"key is not active ({where})")
-        loop = asyncio.get_running_loop()
-        if not await loop.run_in_executor(self._hash_executor, verify_secret, key.secret, record.key_hash):
-            raise InvalidKey(f"secret does not match ({where})")
+            raise InvalidKey(f"key is not active ({_where(key)})")
+        try:
+            matched = await self._matches(lookup, key.secret, record.key_hash)
+        except Refused as e:
+            raise type(e)(f"{e} ({_where(key)})", e.retry_after_seconds) from None
+        if not matched:
+            raise InvalidKey(f"secret does not match ({_where(key)})")
         return IntegrationIdentity(record.integration_id, record.key_id, record.tier)
 
     async def verify_autojoin_key(self, api_key):
@@ -59,6 +117,44 @@ class KeyVerifier:
         if org is None:
             raise InvalidKey("unknown autojoin key")
         return org
+
+    async def _matches(self, throttle_key, secret, stored_hash):
+        digest = self._verified.digest(secret, stored_hash)
+        if digest in self._verified:
+            self._events.cache_hit()
+            return True
+        self._events.cache_miss()
+        if hash_scheme(stored_hash) != BCRYPT:
+            # SHA-256 (or an unusable hash) costs microseconds: no pool, no queue.
+            matched = self._verify(secret, stored_hash)
+            if matched:
+                self._verified.add(digest)
+            return matched
+        check = self._in_flight.get(digest)
+        if check is None:
+            check = self._start_bcrypt(throttle_key, digest, secret, stored_hash)
+        # shield: a request that goes away must not cancel a check others wait on.
+        return await asyncio.shield(check)
+
+    def _start_bcrypt(self, throttle_key, digest, secret, stored_hash):
+        try:
+            self._admission.admit(throttle_key)
+        except Refused as e:
+            self._events.verification_refused("overloaded" if isinstance(e, Overloaded) else "throttled")
+            raise
+        check = asyncio.get_running_loop().run_in_executor(self._hash_executor, self._verify, secret, stored_hash)
+        self._in_flight[digest] = check
+        self._events.verification_queued(self._admission.pending)
+        check.add_done_callback(lambda done: self._bcrypt_done(throttle_key, digest, done))
+        return check
+
+    def _bcrypt_done(self, throttle_key, digest, check):
+        del self._in_flight[digest]
+        matched = None if check.cancelled() or check.exception() is not None else check.result()
+        if matched:
+            self._verified.add(digest)
+        self._admission.finish(throttle_key, matched)
+        self._events.verification_done(self._admission.pending)
 
     async def _ask_store(self, fn, *args):
         # The store bounds its own calls too; this bound holds even when the

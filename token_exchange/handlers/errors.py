@@ -38,6 +38,16 @@ def store_unavailable():
                     {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
 
 
+def verifications_overloaded(retry_after_seconds):
+    return ApiError(503, "Too many key verifications pending, retry later\n",
+                    {"Retry-After": str(retry_after_seconds)})
+
+
+def key_throttled(retry_after_seconds):
+    return ApiError(429, "Too many attempts for this key, retry later\n",
+                    {"Retry-After": str(retry_after_seconds)})
+
+
 def method_not_allowed(allowed_methods):
     return ApiError(405, "Method not allowed\n", {"Allow": ", ".join(allowed_methods)})
 

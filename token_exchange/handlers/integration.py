@@ -6,7 +6,7 @@ from token_exchange.apikey import MalformedKey, parse_integration_key
 from token_exchange.handlers import errors
 from token_exchange.handlers.base import TokenHandler
 from token_exchange.store import StoreUnavailable
-from token_exchange.verifier import InvalidKey
+from token_exchange.verifier import InvalidKey, Overloaded, Throttled
 
 log = logging.getLogger("token_exchange.handlers")
 
@@ -22,6 +22,12 @@ class IntegrationHandler(TokenHandler):
         except StoreUnavailable as e:
             log.error("key store unavailable for an integration exchange: %s", e)
             raise errors.store_unavailable() from None
+        except Overloaded as e:
+            log.warning("integration key check refused: %s", e)
+            raise errors.verifications_overloaded(e.retry_after_seconds) from None
+        except Throttled as e:
+            log.warning("integration key check throttled: %s", e)
+            raise errors.key_throttled(e.retry_after_seconds) from None
         self.write_token("integration", lambda: self.issuer.integration_token(
             identity.integration_id, identity.key_id, identity.tier))
 

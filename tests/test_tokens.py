@@ -1,0 +1,76 @@
+"""Tokens signed without jwcrypto's JWS object, verified with jwcrypto as consumers do."""
+
+import json
+import uuid
+
+import pytest
+from jwcrypto import jwk, jws, jwt
+
+from token_exchange.signingkey import SUPPORTED_ALGS, parse_signing_key
+from token_exchange.tokens import TokenIssuer
+
+NOW = 1_700_000_000
+# One key per key type and size, shared by the algorithms that use it.
+KEY_PARAMS = {("RSA", None): dict(kty="RSA", size=2048), ("EC", "P-256"): dict(kty="EC", crv="P-256"),
+              ("EC", "P-384"): dict(kty="EC", crv="P-384"), ("EC", "P-521"): dict(kty="EC", crv="P-521"),
+              ("OKP", "Ed25519"): dict(kty="OKP", crv="Ed25519")}
+
+
+@pytest.fixture(scope="module")
+def private_keys():
+    return {kind: json.loads(jwk.JWK.generate(**params).export_private()) for kind, params in KEY_PARAMS.items()}
+
+
+def signing_key_for(alg, private_keys):
+    data = dict(private_keys[SUPPORTED_ALGS[alg]], alg=alg, kid=f"kid-{alg}")
+    return parse_signing_key(json.dumps(data))
+
+
+def verified_claims(token, signing_key, audience):
+    public = jwk.JWK(**signing_key.public_jwk)
+    checked = jwt.JWT(algs=[signing_key.alg], check_claims={"iss": "token-exchange", "aud": audience})
+    checked.leeway = 10 ** 10  # the tokens carry a fixed past time
+    checked.deserialize(token, public)
+    return json.loads(checked.claims)
+
+
+@pytest.mark.parametrize("alg", sorted(SUPPORTED_ALGS))
+def test_every_supported_algorithm_signs_tokens_jwcrypto_verifies(alg, private_keys):
+    signing_key = signing_key_for(alg, private_keys)
+    issuer = TokenIssuer(signing_key, clock=lambda: NOW + 0.9)
+    token = issuer.integration_token("acme", "key-1", 2)
+    claims = verified_claims(token, signing_key, "integration")
+    jti = claims.pop("jti")
+    assert str(uuid.UUID(jti)) == jti
+    assert claims == {"iss": "token-exchange", "aud": "integration", "exp": NOW + 20, "nbf": NOW, "iat": NOW,
+                      "int_id": "acme", "key_id": "key-1", "tier": 2}
+    parsed = jws.JWS()
+    parsed.deserialize(token)
+    assert parsed.jose_header == {"alg": alg, "kid": f"kid-{alg}", "typ": "JWT"}
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256", "EdDSA"])
+def test_a_tampered_token_is_refused(alg, private_keys):
+    signing_key = signing_key_for(alg, private_keys)
+    token = TokenIssuer(signing_key, clock=lambda: NOW).autojoin_token("example-org")
+    header, payload, signature = token.split(".")
+    forged = f"{header}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}"
+    with pytest.raises(Exception):
+        verified_claims(forged, signing_key, "autojoin")
+
+
+def test_claims_that_need_escaping_survive(private_keys):
+    signing_key = signing_key_for("EdDSA", private_keys)
+    org = 'org "quoted" \\ é \u2028'
+    token = TokenIssuer(signing_key, clock=lambda: NOW).autojoin_token(org)
+    claims = verified_claims(token, signing_key, "autojoin")
+    assert claims["org"] == org
+    assert claims["exp"] == NOW + 3600
+
+
+def test_every_token_gets_its_own_jti(private_keys):
+    signing_key = signing_key_for("ES256", private_keys)
+    issuer = TokenIssuer(signing_key, clock=lambda: NOW)
+    tokens = [issuer.integration_token("acme", "key-1", 0) for _ in range(20)]
+    jtis = {verified_claims(t, signing_key, "integration")["jti"] for t in tokens}
+    assert len(jtis) == 20
