@@ -3,6 +3,8 @@
 #   dist/token-exchange.pyz       the service
 #   dist/create-integration.pyz   create an integration and an API key
 #   dist/create-autojoin-key.pyz  create an autojoin API key
+#   dist/integration-keys.pyz     list, add, revoke, re-activate, re-tier integration keys
+#   dist/autojoin-keys.pyz        list and revoke autojoin keys
 #   dist/generate-jwk.pyz         generate a private signing JWK
 # Each runs with a plain python3 of the same minor version as the build's
 # (dependencies with compiled parts are bundled for this platform).
@@ -31,4 +33,6 @@ build_pyz() {  # name entry-point
 build_pyz token-exchange token_exchange.server:main
 build_pyz create-integration token_exchange_tools.create_integration:main
 build_pyz create-autojoin-key token_exchange_tools.create_autojoin_key:main
+build_pyz integration-keys token_exchange_tools.integration_keys:main
+build_pyz autojoin-keys token_exchange_tools.autojoin_keys:main
 build_pyz generate-jwk token_exchange_tools.generate_jwk:main

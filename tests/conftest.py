@@ -149,7 +149,8 @@ def service(start_service):
 @pytest.fixture(scope="session")
 def built_zipapps():
     """The zipapps of build.sh (scripts/test.sh builds them first); built here when missing."""
-    names = ("token-exchange", "create-integration", "create-autojoin-key", "generate-jwk")
+    names = ("token-exchange", "create-integration", "create-autojoin-key", "integration-keys", "autojoin-keys",
+             "generate-jwk")
     paths = {name: DIST / f"{name}.pyz" for name in names}
     if not all(path.exists() for path in paths.values()):
         subprocess.run(["bash", str(ROOT / "build.sh")], check=True, cwd=ROOT)

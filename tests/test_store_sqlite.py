@@ -134,3 +134,30 @@ def test_read_failure_is_unavailable_not_missing(store, db_path, integration_key
 def test_invalid_store_spec(spec):
     with pytest.raises(ValueError):
         open_store(spec)
+
+
+def test_lifecycle_changes_stay_in_their_namespace(db_path):
+    stores = [SQLiteKeyStore(str(db_path), integration_ns=ns, platform_ns=ns) for ns in ("one", "two")]
+    try:
+        keys = [create_integration_key(s, "acme", key_id="ki_same", bcrypt_cost=TEST_BCRYPT_COST) for s in stores]
+        autojoin = [create_autojoin_key(s, "example-org").api_key for s in stores]
+        stores[0].update_integration_key("acme", keys[0].key_id, status="revoked", tier=3)
+        assert [k.status for k in stores[0].list_integrations()[0].keys] == ["revoked"]
+        assert [(k.status, k.tier) for k in stores[1].list_integrations("acme")[0].keys] == [("active", 0)]
+        assert stores[1].get_integration_key("acme", "ki_same").status == "active"
+
+        # Another namespace's key is not found by its fingerprint, nor is another organisation's.
+        with pytest.raises(NotFound):
+            stores[0].delete_autojoin_key(sha256_hex(autojoin[1].encode())[:12])
+        with pytest.raises(NotFound):
+            stores[1].delete_autojoin_key(sha256_hex(autojoin[1].encode())[:12], org="other-org")
+        assert stores[1].delete_autojoin_key(sha256_hex(autojoin[1].encode())[:8]) == (
+            "example-org", sha256_hex(autojoin[1].encode())[:12])
+        assert stores[1].find_autojoin_org(autojoin[1]) is None
+        assert stores[0].find_autojoin_org(autojoin[0]) == "example-org"
+        assert stores[1].list_organizations()[0].keys == ()
+        with pytest.raises(NotFound):
+            stores[1].update_integration_key("acme", "ki_other", status="revoked")
+    finally:
+        for s in stores:
+            s.close()

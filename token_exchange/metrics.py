@@ -134,6 +134,19 @@ class TimedKeyStore(KeyStore):
     def add_autojoin_key(self, org, api_key):
         return self._timed("add_autojoin_key", self._store.add_autojoin_key, org, api_key)
 
+    def list_integrations(self, integration_id=None):
+        return self._timed("list_integrations", self._store.list_integrations, integration_id)
+
+    def update_integration_key(self, integration_id, key_id, status=None, tier=None):
+        return self._timed("update_integration_key", self._store.update_integration_key, integration_id, key_id,
+                           status, tier)
+
+    def list_organizations(self, org=None):
+        return self._timed("list_organizations", self._store.list_organizations, org)
+
+    def delete_autojoin_key(self, fingerprint_prefix, org=None):
+        return self._timed("delete_autojoin_key", self._store.delete_autojoin_key, fingerprint_prefix, org)
+
     def check(self):
         return self._timed("check", self._store.check)
 

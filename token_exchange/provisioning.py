@@ -40,13 +40,23 @@ def create_integration_key(store, integration_id, key_id="", integration_descrip
     """
     apikey.check_integration_id(integration_id)
     key_id = key_id or apikey.generate_key_id()
+    apikey.check_key_id(key_id)  # before anything is written
+    created = store.ensure_integration(integration_id, integration_description)
+    return add_integration_key(store, integration_id, key_id, key_description, tier, hash_scheme, bcrypt_cost,
+                               integration_created=created)
+
+
+def add_integration_key(store, integration_id, key_id="", key_description="", tier=0, hash_scheme=BCRYPT,
+                        bcrypt_cost=DEFAULT_BCRYPT_COST, integration_created=False):
+    """Add one active key to an existing integration (store.NotFound when there is none)."""
+    apikey.check_integration_id(integration_id)
+    key_id = key_id or apikey.generate_key_id()
     apikey.check_key_id(key_id)
     secret = apikey.generate_secret()
     key_hash = hash_secret(secret.encode(), hash_scheme, bcrypt_cost)
-    created = store.ensure_integration(integration_id, integration_description)
     store.add_integration_key(integration_id, key_id, key_hash, key_description, tier)
     return NewIntegrationKey(integration_id, key_id, apikey.format_integration_key(integration_id, key_id, secret),
-                             created)
+                             integration_created)
 
 
 def create_autojoin_key(store, org, email=""):

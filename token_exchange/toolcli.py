@@ -1,9 +1,12 @@
 """What the operator tools share: store flags, opening the store, output."""
 
+import dataclasses
+import json
 import logging
 import sys
 
-from token_exchange.cliflags import add_flag, add_store_flag
+from token_exchange.cliflags import FlagParser, add_flag, add_store_flag, checked, non_negative_int
+from token_exchange.secrethash import BCRYPT, DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, SCHEMES
 from token_exchange.store import StoreError, is_datastore, open_store
 
 SAVE_WARNING = "IMPORTANT: Save the API key now. It cannot be retrieved later."
@@ -13,6 +16,68 @@ def add_store_flags(parser, namespace_default, namespace_help):
     add_store_flag(parser)
     add_flag(parser, "project", "Google Cloud project ID (required with -store datastore)", default="")
     add_flag(parser, "namespace", namespace_help, default=namespace_default)
+
+
+def _bcrypt_cost(value):
+    cost = int(value)
+    if not MIN_BCRYPT_COST <= cost <= MAX_BCRYPT_COST:
+        raise ValueError(f"invalid bcrypt cost {value!r}: must be {MIN_BCRYPT_COST}..{MAX_BCRYPT_COST}")
+    return cost
+
+
+def add_new_key_flags(parser):
+    """The flags of a new integration key, as create-integration spells them."""
+    add_flag(parser, "key-id", "key ID, starting with ki_ (generated when empty)", default="")
+    add_flag(parser, "key-description", "human-readable description of the API key", default="")
+    add_flag(parser, "key-tier", "service tier of the API key", type=non_negative_int, default=0)
+    add_flag(parser, "hash", "how the secret is hashed at rest: bcrypt, or sha256 (readable by the Go service)",
+             choices=SCHEMES, default=BCRYPT)
+    add_flag(parser, "bcrypt-cost", "bcrypt cost factor", type=checked(_bcrypt_cost, "bcrypt cost"),
+             default=DEFAULT_BCRYPT_COST)
+
+
+def add_json_flag(parser):
+    add_flag(parser, "json", "print JSON for scripts instead of text for people", action="store_true")
+
+
+def choose_command(prog, commands, argv):
+    """Split `TOOL COMMAND [flags]`: return (command, its parser, its flags); exit 2 on a missing or unknown one."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    names = ", ".join(commands)
+    if not argv or argv[0] in ("-h", "-help", "--help"):
+        sys.stderr.write(f"usage: {prog} COMMAND [flags]; commands: {names} ({prog} COMMAND -h for its flags)\n")
+        sys.exit(0 if argv else 2)
+    command = argv[0]
+    if command not in commands:
+        sys.stderr.write(f"{prog}: error: unknown command {command!r}: use one of {names}\n")
+        sys.exit(2)
+    description, add_flags = commands[command]
+    parser = FlagParser(f"{prog} {command}", description)
+    add_flags(parser)
+    return command, parser, argv[1:]
+
+
+def print_json(value):
+    """Dataclasses (and lists and dicts of them) as indented JSON on stdout."""
+    print(json.dumps(_plain(value), indent=2))
+
+
+def _plain(value):
+    if dataclasses.is_dataclass(value):
+        return {field.name: _plain(getattr(value, field.name)) for field in dataclasses.fields(value)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {name: _plain(item) for name, item in value.items()}
+    return value
+
+
+def print_table(header, rows, indent="  "):
+    """Columns padded to their widest cell, for people to read."""
+    rows = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
 
 
 def start(parser, argv):
@@ -34,6 +99,11 @@ def open_tool_store(parser, args, **namespaces):
 def die(prog, message):
     sys.stderr.write(f"{prog}: error: {message}\n")
     sys.exit(1)
+
+
+def print_created_integration_key(result):
+    print_created([("Integration ID", result.integration_id), ("Key ID", result.key_id),
+                   ("API Key", result.api_key)])
 
 
 def print_created(lines):

@@ -7,35 +7,28 @@
 import logging
 
 from token_exchange.apikey import MalformedKey
-from token_exchange.cliflags import FlagParser, add_flag, checked, non_negative_int
+from token_exchange.cliflags import FlagParser, add_flag
 from token_exchange.provisioning import create_integration_key
-from token_exchange.secrethash import DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, SCHEMES
 from token_exchange.store import DEFAULT_INTEGRATION_NS, StoreError
-from token_exchange.toolcli import add_store_flags, die, open_tool_store, print_created, start
+from token_exchange.toolcli import (
+    add_new_key_flags,
+    add_store_flags,
+    die,
+    open_tool_store,
+    print_created_integration_key,
+    start,
+)
 
 PROG = "create-integration"
 log = logging.getLogger(PROG)
-
-
-def _bcrypt_cost(value):
-    cost = int(value)
-    if not MIN_BCRYPT_COST <= cost <= MAX_BCRYPT_COST:
-        raise ValueError(f"invalid bcrypt cost {value!r}: must be {MIN_BCRYPT_COST}..{MAX_BCRYPT_COST}")
-    return cost
 
 
 def build_parser():
     parser = FlagParser(PROG, "Create a client integration and an API key for it.")
     add_store_flags(parser, DEFAULT_INTEGRATION_NS, "Datastore namespace of client integrations")
     add_flag(parser, "integration-id", "integration ID (required)", default="")
-    add_flag(parser, "key-id", "key ID, starting with ki_ (generated when empty)", default="")
     add_flag(parser, "integration-description", "human-readable description of the integration", default="")
-    add_flag(parser, "key-description", "human-readable description of the API key", default="")
-    add_flag(parser, "key-tier", "service tier of the API key", type=non_negative_int, default=0)
-    add_flag(parser, "hash", "how the secret is hashed at rest: bcrypt, or sha256 (readable by the Go service)",
-             choices=SCHEMES, default="bcrypt")
-    add_flag(parser, "bcrypt-cost", "bcrypt cost factor", type=checked(_bcrypt_cost, "bcrypt cost"),
-             default=DEFAULT_BCRYPT_COST)
+    add_new_key_flags(parser)
     return parser
 
 
@@ -57,8 +50,7 @@ def main(argv=None):
     finally:
         store.close()
     log.info("Integration %s", "created" if result.integration_created else "already existed; kept as it is")
-    print_created([("Integration ID", result.integration_id), ("Key ID", result.key_id),
-                   ("API Key", result.api_key)])
+    print_created_integration_key(result)
 
 
 if __name__ == "__main__":

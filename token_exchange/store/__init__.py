@@ -4,10 +4,17 @@ from token_exchange.store.base import (
     ACTIVE,
     DEFAULT_INTEGRATION_NS,
     DEFAULT_PLATFORM_NS,
+    FINGERPRINT_HEX_DIGITS,
+    MIN_FINGERPRINT_PREFIX,
     AlreadyExists,
+    Ambiguous,
+    AutojoinKeyInfo,
+    IntegrationInfo,
+    IntegrationKeyInfo,
     IntegrationKeyRecord,
     KeyStore,
     NotFound,
+    OrganizationInfo,
     StoreError,
     StoreUnavailable,
 )
@@ -19,7 +26,9 @@ DEFAULT_STORE_TIMEOUT_SECONDS = 3.0
 STORE_HELP = "key store: 'datastore' (Google Cloud Datastore) or 'sqlite:PATH' (embedded file)"
 
 __all__ = [
-    "ACTIVE", "DEFAULT_INTEGRATION_NS", "DEFAULT_STORE_TIMEOUT_SECONDS", "DEFAULT_PLATFORM_NS", "AlreadyExists", "IntegrationKeyRecord",
+    "ACTIVE", "DEFAULT_INTEGRATION_NS", "DEFAULT_STORE_TIMEOUT_SECONDS", "DEFAULT_PLATFORM_NS", "AlreadyExists",
+    "Ambiguous", "AutojoinKeyInfo", "FINGERPRINT_HEX_DIGITS", "IntegrationInfo", "IntegrationKeyInfo", "IntegrationKeyRecord",
+    "MIN_FINGERPRINT_PREFIX", "OrganizationInfo",
     "KeyStore", "NotFound", "StoreError", "StoreUnavailable", "DATASTORE", "STORE_HELP", "check_store_spec",
     "open_store",
 ]

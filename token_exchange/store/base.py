@@ -29,6 +29,15 @@ class NotFound(StoreError):
     pass
 
 
+class Ambiguous(StoreError):
+    """A fingerprint prefix that names more than one key."""
+
+
+# Shown for an autojoin key instead of the key: enough to tell keys apart.
+FINGERPRINT_HEX_DIGITS = 12
+MIN_FINGERPRINT_PREFIX = 6
+
+
 @dataclass(frozen=True)
 class IntegrationKeyRecord:
     integration_id: str
@@ -41,6 +50,54 @@ class IntegrationKeyRecord:
         # The hash stays out of logs and tracebacks too.
         return (f"IntegrationKeyRecord(integration_id={self.integration_id!r}, key_id={self.key_id!r}, "
                 f"status={self.status!r}, tier={self.tier!r})")
+
+
+@dataclass(frozen=True)
+class IntegrationKeyInfo:
+    """What an operator may see of an integration key: never its hash."""
+    key_id: str
+    description: str
+    tier: int
+    status: str
+    created_at: str  # ISO 8601, UTC
+    hash_scheme: str  # bcrypt, sha256 or unknown
+
+
+@dataclass(frozen=True)
+class IntegrationInfo:
+    integration_id: str
+    description: str
+    created_at: str
+    keys: tuple
+
+
+@dataclass(frozen=True)
+class AutojoinKeyInfo:
+    fingerprint: str  # the first hex digits of the key's SHA-256
+    created_at: str
+
+
+@dataclass(frozen=True)
+class OrganizationInfo:
+    name: str
+    email: str
+    created_at: str
+    keys: tuple
+
+
+def fingerprint_of(key_sha256):
+    return key_sha256[:FINGERPRINT_HEX_DIGITS]
+
+
+def pick_by_fingerprint(prefix, candidates):
+    """The one candidate (key_sha256, item) whose SHA-256 starts with prefix; NotFound or Ambiguous otherwise."""
+    prefix = prefix.lower()
+    matches = [item for key_sha256, item in candidates if key_sha256.startswith(prefix)]
+    if not matches:
+        raise NotFound(f"no autojoin key has fingerprint {prefix}")
+    if len(matches) > 1:
+        raise Ambiguous(f"fingerprint {prefix} matches {len(matches)} autojoin keys; give more digits")
+    return matches[0]
 
 
 class KeyStore(abc.ABC):
@@ -73,6 +130,27 @@ class KeyStore(abc.ABC):
     @abc.abstractmethod
     def add_autojoin_key(self, org, api_key):
         """Add an autojoin key to an existing organisation."""
+
+    # Lifecycle, used by the operator tools.
+
+    @abc.abstractmethod
+    def list_integrations(self, integration_id=None):
+        """IntegrationInfo of every integration (or just the one named), sorted by id, keys by key id."""
+
+    @abc.abstractmethod
+    def update_integration_key(self, integration_id, key_id, status=None, tier=None):
+        """Set a key's status and/or tier, keeping every other property; NotFound when there is no such key."""
+
+    @abc.abstractmethod
+    def list_organizations(self, org=None):
+        """OrganizationInfo of every organisation (or just the one named), sorted by name."""
+
+    @abc.abstractmethod
+    def delete_autojoin_key(self, fingerprint_prefix, org=None):
+        """Delete the one autojoin key whose SHA-256 starts with the prefix; return (org, fingerprint).
+
+        NotFound when none matches, Ambiguous when more than one does.
+        """
 
     def check(self):
         """Raise StoreUnavailable unless the store answers."""

@@ -42,12 +42,19 @@ from google.cloud.datastore_v1.services.datastore.transports import grpc as gapi
 from token_exchange.store.base import (
     ACTIVE,
     AlreadyExists,
+    AutojoinKeyInfo,
+    IntegrationInfo,
+    IntegrationKeyInfo,
     IntegrationKeyRecord,
     KeyStore,
     NotFound,
+    OrganizationInfo,
     StoreError,
     StoreUnavailable,
+    fingerprint_of,
+    pick_by_fingerprint,
 )
+from token_exchange.secrethash import hash_scheme, sha256_hex
 
 INTEGRATION_META_KIND = "IntegrationMeta"
 INTEGRATION_KEY_KIND = "IntegrationAPIKey"
@@ -93,6 +100,14 @@ def _use_channel_options(client, options):
     transport = gapic_grpc.DatastoreGrpcTransport(channel=channel)
     client._datastore_api_internal = gapic_client.DatastoreClient(transport=transport,
                                                                   client_info=client._client_info)
+
+
+def _text(value):
+    return value if isinstance(value, str) else ""
+
+
+def _timestamp(value):
+    return value.astimezone(datetime.timezone.utc).isoformat() if isinstance(value, datetime.datetime) else ""
 
 
 def _usable_name(name):
@@ -174,7 +189,7 @@ class DatastoreKeyStore(KeyStore):
     # Write path (tools): entities exactly as the Go tools write them.
 
     def _write(self, operation, fn):
-        """Run fn(read, put) in one transaction, every call bounded like the reads."""
+        """Run fn(read, transaction) in one transaction, every call bounded like the reads."""
         options = self._call_options()
         transaction = self.client.transaction()
 
@@ -184,7 +199,7 @@ class DatastoreKeyStore(KeyStore):
         try:
             transaction.begin(**options)
             try:
-                result = fn(read, transaction.put)
+                result = fn(read, transaction)
                 transaction.commit(**options)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -199,10 +214,10 @@ class DatastoreKeyStore(KeyStore):
     def ensure_integration(self, integration_id, description=""):
         key = self.client.key(INTEGRATION_META_KIND, integration_id, namespace=self.integration_ns)
 
-        def create(read, put):
+        def create(read, transaction):
             if read(key) is not None:
                 return False
-            put(self._entity(key, {"created_at": _now(), "description": description}))
+            transaction.put(self._entity(key, {"created_at": _now(), "description": description}))
             return True
 
         return self._write("create integration", create)
@@ -211,12 +226,12 @@ class DatastoreKeyStore(KeyStore):
         parent = self.client.key(INTEGRATION_META_KIND, integration_id, namespace=self.integration_ns)
         key = self._integration_key_path(integration_id, key_id)
 
-        def create(read, put):
+        def create(read, transaction):
             if read(parent) is None:
                 raise NotFound(f"integration {integration_id!r} does not exist")
             if read(key) is not None:
                 raise AlreadyExists(f"key {key_id!r} already exists in integration {integration_id!r}")
-            put(self._entity(key, {"key_hash": key_hash, "created_at": _now(), "description": description,
+            transaction.put(self._entity(key, {"key_hash": key_hash, "created_at": _now(), "description": description,
                                    "status": ACTIVE, "tier": int(tier)}))
 
         self._write("create key", create)
@@ -224,10 +239,10 @@ class DatastoreKeyStore(KeyStore):
     def ensure_organization(self, name, email=""):
         key = self.client.key(ORGANIZATION_KIND, name, namespace=self.platform_ns)
 
-        def create(read, put):
+        def create(read, transaction):
             if read(key) is not None:
                 return False
-            put(self._entity(key, {"name": name, "email": email, "created_at": _now(),
+            transaction.put(self._entity(key, {"name": name, "email": email, "created_at": _now(),
                                    "probability_multiplier": 1.0}))
             return True
 
@@ -237,12 +252,109 @@ class DatastoreKeyStore(KeyStore):
         parent = self.client.key(ORGANIZATION_KIND, org, namespace=self.platform_ns)
         key = self.client.key(ORGANIZATION_KIND, org, AUTOJOIN_KEY_KIND, api_key, namespace=self.platform_ns)
 
-        def create(read, put):
+        def create(read, transaction):
             if read(parent) is None:
                 raise NotFound(f"organization {org!r} does not exist")
-            put(self._entity(key, {"created_at": _now(), "key": api_key}))
+            transaction.put(self._entity(key, {"created_at": _now(), "key": api_key}))
 
         self._write("create autojoin key", create)
+
+    # Lifecycle (tools).
+
+    def _fetch(self, kind, namespace, ancestor=None):
+        """Every entity of a kind (under an ancestor), in key order."""
+        query = self.client.query(kind=kind, namespace=namespace, ancestor=ancestor)
+        try:
+            return list(query.fetch(**self._call_options()))
+        except _CALL_FAILED as e:
+            raise self._unavailable("query", e) from None
+
+    def _get(self, key):
+        try:
+            return self.client.get(key, **self._call_options())
+        except _CALL_FAILED as e:
+            raise self._unavailable("lookup", e) from None
+
+    def _parents(self, kind, name, namespace):
+        """The entities of a kind: all of them, or the one named (none when it does not exist)."""
+        if name is None:
+            return self._fetch(kind, namespace)
+        if not _usable_name(name):
+            return []
+        entity = self._get(self.client.key(kind, name, namespace=namespace))
+        return [entity] if entity is not None else []
+
+    def list_integrations(self, integration_id=None):
+        metas = self._parents(INTEGRATION_META_KIND, integration_id, self.integration_ns)
+        ancestor = metas[0].key if integration_id is not None and metas else None
+        keys = {}
+        for entity in (self._fetch(INTEGRATION_KEY_KIND, self.integration_ns, ancestor) if metas else []):
+            tier = entity.get("tier")
+            keys.setdefault(entity.key.parent.name, []).append(IntegrationKeyInfo(
+                entity.key.name, _text(entity.get("description")), tier if isinstance(tier, int) else 0,
+                _text(entity.get("status")), _timestamp(entity.get("created_at")),
+                hash_scheme(_text(entity.get("key_hash"))) or "unknown"))
+        return [IntegrationInfo(meta.key.name, _text(meta.get("description")), _timestamp(meta.get("created_at")),
+                                tuple(keys.get(meta.key.name, ())))
+                for meta in metas]
+
+    def update_integration_key(self, integration_id, key_id, status=None, tier=None):
+        if status is None and tier is None:
+            raise ValueError("nothing to change")
+        if not (_usable_name(integration_id) and _usable_name(key_id)):
+            raise NotFound(f"no key {key_id!r} in integration {integration_id!r}")
+        key = self._integration_key_path(integration_id, key_id)
+
+        def update(read, transaction):
+            entity = read(key)
+            if entity is None:
+                raise NotFound(f"no key {key_id!r} in integration {integration_id!r}")
+            # Read-modify-write: every other property stays as it was written.
+            if status is not None:
+                entity["status"] = status
+            if tier is not None:
+                entity["tier"] = int(tier)
+            transaction.put(entity)
+
+        self._write("update key", update)
+
+    def list_organizations(self, org=None):
+        orgs = self._parents(ORGANIZATION_KIND, org, self.platform_ns)
+        ancestor = orgs[0].key if org is not None and orgs else None
+        keys = {}
+        for entity in (self._fetch(AUTOJOIN_KEY_KIND, self.platform_ns, ancestor) if orgs else []):
+            if entity.key.parent is not None:
+                keys.setdefault(entity.key.parent.name, []).append(AutojoinKeyInfo(
+                    fingerprint_of(self._autojoin_key_sha256(entity)), _timestamp(entity.get("created_at"))))
+        return [OrganizationInfo(entity.key.name, _text(entity.get("email")), _timestamp(entity.get("created_at")),
+                                 tuple(sorted(keys.get(entity.key.name, ()), key=lambda k: k.created_at)))
+                for entity in orgs]
+
+    @staticmethod
+    def _autojoin_key_sha256(entity):
+        # The service finds keys by the `key` property; the key name holds the same value.
+        return sha256_hex((_text(entity.get("key")) or entity.key.name or "").encode("utf-8"))
+
+    def delete_autojoin_key(self, fingerprint_prefix, org=None):
+        ancestor = None
+        if org is not None:
+            if not _usable_name(org):
+                raise NotFound(f"organization {org!r} does not exist")
+            ancestor = self.client.key(ORGANIZATION_KIND, org, namespace=self.platform_ns)
+        candidates = [(self._autojoin_key_sha256(entity), entity.key)
+                      for entity in self._fetch(AUTOJOIN_KEY_KIND, self.platform_ns, ancestor)
+                      if entity.key.parent is not None]
+        key = pick_by_fingerprint(fingerprint_prefix, candidates)
+
+        def delete(read, transaction):
+            entity = read(key)
+            if entity is None:
+                raise NotFound(f"no autojoin key has fingerprint {fingerprint_prefix}")
+            transaction.delete(key)
+            return self._autojoin_key_sha256(entity)
+
+        key_sha256 = self._write("delete autojoin key", delete)
+        return key.parent.name, fingerprint_of(key_sha256)
 
     @staticmethod
     def _entity(entity_key, properties):

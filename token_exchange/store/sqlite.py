@@ -15,17 +15,23 @@ import datetime
 import sqlite3
 import threading
 
-from token_exchange.secrethash import sha256_hex
+from token_exchange.secrethash import hash_scheme, sha256_hex
 from token_exchange.store.base import (
     ACTIVE,
     DEFAULT_INTEGRATION_NS,
     DEFAULT_PLATFORM_NS,
     AlreadyExists,
+    AutojoinKeyInfo,
+    IntegrationInfo,
+    IntegrationKeyInfo,
     IntegrationKeyRecord,
     KeyStore,
     NotFound,
+    OrganizationInfo,
     StoreError,
     StoreUnavailable,
+    fingerprint_of,
+    pick_by_fingerprint,
 )
 
 SCHEMA_VERSION = 1
@@ -124,6 +130,12 @@ class SQLiteKeyStore(KeyStore):
         except sqlite3.Error as e:
             raise StoreUnavailable(f"sqlite read failed: {e}") from None
 
+    def _read_all(self, sql, params):
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as e:
+            raise StoreUnavailable(f"sqlite read failed: {e}") from None
+
     def _write(self, statements):
         """Run (sql, params) pairs in one immediate transaction."""
         conn = self._connection()
@@ -196,6 +208,58 @@ class SQLiteKeyStore(KeyStore):
             "INSERT INTO autojoin_keys (namespace, key_sha256, org_name, created_at) VALUES (?, ?, ?, ?)",
             (self.platform_ns, sha256_hex(api_key.encode("utf-8")), org, _now()),
         )])
+
+    def list_integrations(self, integration_id=None):
+        only = " AND integration_id = ?" if integration_id is not None else ""
+        params = (self.integration_ns,) + ((integration_id,) if integration_id is not None else ())
+        keys = {}
+        for row in self._read_all(
+                "SELECT integration_id, key_id, description, tier, status, created_at, key_hash"
+                f" FROM integration_keys WHERE namespace = ?{only} ORDER BY integration_id, key_id", params):
+            owner, key_id, description, tier, status, created_at, key_hash = row
+            keys.setdefault(owner, []).append(IntegrationKeyInfo(
+                key_id, description, int(tier), status, created_at, hash_scheme(key_hash) or "unknown"))
+        return [IntegrationInfo(owner, description, created_at, tuple(keys.get(owner, ())))
+                for owner, description, created_at in self._read_all(
+                    "SELECT integration_id, description, created_at FROM integrations"
+                    f" WHERE namespace = ?{only} ORDER BY integration_id", params)]
+
+    def update_integration_key(self, integration_id, key_id, status=None, tier=None):
+        changes = [(column, value) for column, value in (("status", status), ("tier", tier)) if value is not None]
+        if not changes:
+            raise ValueError("nothing to change")
+        assignments = ", ".join(f"{column} = ?" for column, _ in changes)
+        (updated,) = self._write([(
+            f"UPDATE integration_keys SET {assignments} WHERE namespace = ? AND integration_id = ? AND key_id = ?",
+            tuple(value for _, value in changes) + (self.integration_ns, integration_id, key_id),
+        )])
+        if updated != 1:
+            raise NotFound(f"no key {key_id!r} in integration {integration_id!r}")
+
+    def list_organizations(self, org=None):
+        params = (self.platform_ns,) + ((org,) if org is not None else ())
+        keys = {}
+        for owner, key_sha256, created_at in self._read_all(
+                "SELECT org_name, key_sha256, created_at FROM autojoin_keys WHERE namespace = ?"
+                + (" AND org_name = ?" if org is not None else "") + " ORDER BY org_name, created_at, key_sha256",
+                params):
+            keys.setdefault(owner, []).append(AutojoinKeyInfo(fingerprint_of(key_sha256), created_at))
+        return [OrganizationInfo(name, email, created_at, tuple(keys.get(name, ())))
+                for name, email, created_at in self._read_all(
+                    "SELECT name, email, created_at FROM organizations WHERE namespace = ?"
+                    + (" AND name = ?" if org is not None else "") + " ORDER BY name", params)]
+
+    def delete_autojoin_key(self, fingerprint_prefix, org=None):
+        only = " AND org_name = ?" if org is not None else ""
+        rows = self._read_all(
+            f"SELECT key_sha256, org_name FROM autojoin_keys WHERE namespace = ?{only}",
+            (self.platform_ns,) + ((org,) if org is not None else ()))
+        key_sha256, owner = pick_by_fingerprint(fingerprint_prefix, [(row[0], row) for row in rows])
+        (deleted,) = self._write([(
+            "DELETE FROM autojoin_keys WHERE namespace = ? AND key_sha256 = ?", (self.platform_ns, key_sha256))])
+        if deleted != 1:
+            raise NotFound(f"no autojoin key has fingerprint {fingerprint_prefix}")
+        return owner, fingerprint_of(key_sha256)
 
     def check(self):
         self._read("SELECT 1", ())
