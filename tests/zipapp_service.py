@@ -98,9 +98,10 @@ class ZipappService:
             time.sleep(0.05)
 
     def output(self):
-        self._log.flush()
-        self._log.seek(0)
-        return self._log.read().decode("utf-8", "replace")
+        # pread, not seek and read: the service's processes write through this same open file,
+        # and moving its shared offset would make their next lines overwrite earlier ones.
+        fd = self._log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode("utf-8", "replace")
 
     def signal_and_wait(self, signum=signal.SIGTERM, timeout=15):
         """Send a signal and return the exit status (None when it did not exit in time)."""
