@@ -8,6 +8,7 @@ session, so shiv unpacks each zipapp once (into HOME/.shiv).
 
 import http.client
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,11 +25,26 @@ START_TIMEOUT_SECONDS = 30
 RUN_TIMEOUT_SECONDS = 60
 
 
+# Ports handed to services come from below Linux's ephemeral range (32768-60999): a port the
+# kernel picks for bind(0) is also where it picks the local ports of outgoing connections, so
+# one freed for a service could be taken by any client socket before the service binds it.
+SERVICE_PORTS = range(20000, 32000)
+_handed_out = set()
+
+
 def free_port():
-    """A port nothing listens on right now (on every interface, as the service binds)."""
-    with socket.socket() as sock:
-        sock.bind(("", 0))
-        return sock.getsockname()[1]
+    """A port nothing listens on right now (on every interface, as the service binds), never handed out twice."""
+    while True:
+        port = random.choice(SERVICE_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
 
 
 def minimal_env(home, env=None):
