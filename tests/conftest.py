@@ -14,6 +14,7 @@ import tornado.httpserver
 import tornado.testing
 
 from token_exchange.app import make_app
+from token_exchange.inflight import RequestsInFlight
 from token_exchange.handlers.ready import store_probe
 from token_exchange.metrics import ServiceMetrics
 from token_exchange.provisioning import create_autojoin_key, create_integration_key
@@ -84,6 +85,7 @@ class RunningService:
         """
         self.signing_key = signing_key
         self.metrics = ServiceMetrics()  # a registry of its own
+        self.in_flight = RequestsInFlight()
         self.store = self.metrics.timed_store(store or SQLiteKeyStore(str(store_path), **store_options))
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
         verifier_options = {"key_cache_ttl": key_cache_ttl, "events": self.metrics.verifier_events,
@@ -91,7 +93,7 @@ class RunningService:
         self.verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout, **verifier_options)
         self.app = make_app(self.verifier, issuer_factory(signing_key), public_jwks or [signing_key.public_jwk],
                             readiness_probe=store_probe(self.store, self.executor, store_timeout),
-                            metrics=self.metrics)
+                            metrics=self.metrics, in_flight=self.in_flight)
         sock, self.port = tornado.testing.bind_unused_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._sock = sock

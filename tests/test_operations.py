@@ -233,3 +233,19 @@ def test_logged_configuration_redacts_secrets():
     text = json.dumps(settings)
     for secret in ("hunter2", "tok-secret", "pa55word", "never-logged"):
         assert secret not in text
+
+
+def test_requests_in_flight_are_counted_once_however_they_end(start_service, integration_key, caplog):
+    # A refused method and an oversized body end with the connection closing after the answer:
+    # each request must leave the in-flight count (which shutdown waits on) exactly once.
+    caplog.set_level(logging.INFO)
+    key = integration_key()
+    service = start_service()
+    assert request(service.base_url, "GET", "/v0/token/integration").status == 405
+    assert request(service.base_url, "POST", "/v0/token/autojoin", "{}",
+                   {"Content-Length": str(1 << 20)}, timeout=5).status == 413
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+    assert request(service.base_url, "GET", "/health").status == 200
+    service.settle()
+    assert service.in_flight.count == 0
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -38,7 +38,8 @@ class BaseHandler(RequestHandler):
             in_flight.started()
 
     def _untrack_in_flight(self):
-        if self._in_flight is not None:
+        # Both on_finish and on_connection_close may come for one request: count it once.
+        if self._in_flight:
             self._in_flight.finished()
             self._in_flight = False
 
