@@ -24,7 +24,7 @@ from token_exchange.store import ACTIVE, StoreUnavailable
 from token_exchange.verifycache import VerificationCache
 
 __all__ = ["DEFAULT_KEY_CACHE_TTL_SECONDS", "IntegrationIdentity", "InvalidKey", "KeyVerifier", "Overloaded",
-           "Refused", "Throttled", "VerifierEvents"]
+           "Refused", "Throttled", "VerifierEvents", "parse_presented_integration_key"]
 
 class InvalidKey(Exception):
     """The key is refused (401). The message is a reason safe to log."""
@@ -68,6 +68,14 @@ def _where(key):
     return f"integration={key.integration_id} key_id={key.key_id}"
 
 
+def parse_presented_integration_key(api_key):
+    """The IntegrationKey a request presents; InvalidKey when malformed (checked before any lookup)."""
+    try:
+        return parse_integration_key(api_key)
+    except MalformedKey as e:
+        raise InvalidKey(f"malformed key: {e}") from None
+
+
 class KeyVerifier:
     def __init__(self, store, store_executor, hash_executor, store_timeout_seconds, *,
                  key_cache_ttl=DEFAULT_KEY_CACHE_TTL_SECONDS, max_pending_verifications=DEFAULT_MAX_PENDING,
@@ -84,12 +92,9 @@ class KeyVerifier:
         self._events = events or VerifierEvents()
         self._in_flight = {}  # digest -> future of the bcrypt check running for it
 
-    async def verify_integration_key(self, api_key):
-        """The IntegrationIdentity of a valid key; InvalidKey, Refused or StoreUnavailable otherwise."""
-        try:
-            key = parse_integration_key(api_key)
-        except MalformedKey as e:
-            raise InvalidKey(f"malformed key: {e}") from None
+    async def verify_integration_key(self, key):
+        """The IntegrationIdentity of a parsed key (parse_presented_integration_key);
+        InvalidKey, Refused or StoreUnavailable otherwise."""
         lookup = (key.integration_id, key.key_id)
         record = self._records.get(lookup)
         if record is None:

@@ -2,20 +2,21 @@
 
 import logging
 
-from token_exchange.apikey import MalformedKey, parse_integration_key
 from token_exchange.handlers import errors
 from token_exchange.handlers.base import TokenHandler
 from token_exchange.store import StoreUnavailable
-from token_exchange.verifier import InvalidKey, Overloaded, Throttled
+from token_exchange.verifier import InvalidKey, Overloaded, Throttled, parse_presented_integration_key
 
 log = logging.getLogger("token_exchange.handlers")
 
 
 class IntegrationHandler(TokenHandler):
     async def exchange(self, api_key):
-        self.access_fields = identity_fields(api_key)
         try:
-            identity = await self.verifier.verify_integration_key(api_key)
+            # Parsed once here: the access line names the ids (never the secret), the verifier checks the key.
+            key = parse_presented_integration_key(api_key)
+            self.access_fields = {"integration_id": key.integration_id, "key_id": key.key_id}
+            identity = await self.verifier.verify_integration_key(key)
         except InvalidKey as e:
             log.info("integration key refused: %s", e)
             raise errors.invalid_api_key() from None
@@ -31,11 +32,3 @@ class IntegrationHandler(TokenHandler):
         self.write_token("integration", lambda: self.issuer.integration_token(
             identity.integration_id, identity.key_id, identity.tier))
 
-
-def identity_fields(api_key):
-    """The ids a presented key names, for the access line (never its secret); none when malformed."""
-    try:
-        key = parse_integration_key(api_key)
-    except MalformedKey:
-        return {}
-    return {"integration_id": key.integration_id, "key_id": key.key_id}
