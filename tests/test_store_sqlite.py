@@ -2,6 +2,7 @@
 
 import concurrent.futures
 import sqlite3
+import threading
 
 import pytest
 
@@ -161,3 +162,29 @@ def test_lifecycle_changes_stay_in_their_namespace(db_path):
     finally:
         for s in stores:
             s.close()
+
+
+def test_many_openers_of_a_new_file_all_succeed(tmp_path):
+    # Workers of one service (and tools) may open a file that does not exist yet at the same moment:
+    # each must wait its turn to create the schema, not fail with "database is locked".
+    for attempt in range(20):
+        path = str(tmp_path / f"new-{attempt}.db")
+        barrier = threading.Barrier(6)
+        opened, failed = [], []
+
+        def open_store():
+            barrier.wait()
+            try:
+                opened.append(SQLiteKeyStore(path))
+            except StoreError as e:
+                failed.append(str(e))
+
+        threads = [threading.Thread(target=open_store) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        for store in opened:
+            assert store.get_integration_key("acme", "ki_x") is None
+            store.close()
+        assert failed == []

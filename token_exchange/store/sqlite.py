@@ -14,6 +14,7 @@ thread gets its own connection, and writers wait on a lock for a while
 import datetime
 import sqlite3
 import threading
+import time
 
 from token_exchange.secrethash import hash_scheme, sha256_hex
 from token_exchange.store.base import (
@@ -36,6 +37,7 @@ from token_exchange.store.base import (
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_SECONDS = 5.0
+SCHEMA_RETRY_SECONDS = 0.02
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS integrations (
@@ -92,7 +94,7 @@ class SQLiteKeyStore(KeyStore):
         self._connections = []
         self._connections_lock = threading.Lock()
         try:
-            self._create_schema()
+            self._create_schema_in_turn()
         except sqlite3.Error as e:
             self.close()
             raise StoreError(f"store sqlite:{path}: cannot open: {e}") from None
@@ -108,6 +110,24 @@ class SQLiteKeyStore(KeyStore):
             with self._connections_lock:
                 self._connections.append(conn)
         return conn
+
+    def _create_schema_in_turn(self):
+        """_create_schema, waiting up to the busy timeout while another opener holds the file.
+
+        Switching a new file to WAL answers "database is locked" at once, without the busy
+        handler, when several processes (workers of one service, a tool) open it together.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                return self._create_schema()
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                conn = self._connection()
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                time.sleep(SCHEMA_RETRY_SECONDS)
 
     def _create_schema(self):
         conn = self._connection()
