@@ -22,6 +22,8 @@ ENDPOINT_METRICS = {
     "/v0/token/autojoin": "autojoin",
     "/v0/token/integration": "integration",
 }
+# A client may send any method name (answered 405): others are counted as "other".
+KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
 class ServiceMetrics:
@@ -59,18 +61,30 @@ class ServiceMetrics:
             "tokenexchange_tokens_issued", "Tokens signed and sent, by audience.",
             ["audience"], registry=reg)
         self.verifier_events = VerifierEvents(self)
+        # Looking up a labelled child costs more than using it: every request
+        # uses the children made by the first request of its kind.
+        self._request_children = {}  # (path, status, method) -> (counter child, histogram child)
+        self._tokens_issued_children = {}  # audience -> counter child
 
     def observe_request(self, method, path, status, seconds):
         """Count a finished request, if it went to a token endpoint."""
-        counter = self._requests.get(path)
-        if counter is None:
-            return
-        labels = dict(code=str(status), method=method.lower())
-        counter.labels(**labels).inc()
-        self._durations[path].labels(**labels).observe(seconds)
+        children = self._request_children.get((path, status, method))
+        if children is None:
+            if path not in self._requests:
+                return
+            labels = dict(code=str(status), method=method.lower() if method in KNOWN_METHODS else "other")
+            children = self._requests[path].labels(**labels), self._durations[path].labels(**labels)
+            if method in KNOWN_METHODS:  # the memo stays as bounded as the labels
+                self._request_children[(path, status, method)] = children
+        counter, histogram = children
+        counter.inc()
+        histogram.observe(seconds)
 
     def token_issued(self, audience):
-        self.tokens_issued.labels(audience=audience).inc()
+        child = self._tokens_issued_children.get(audience)
+        if child is None:
+            child = self._tokens_issued_children[audience] = self.tokens_issued.labels(audience=audience)
+        child.inc()
 
     def timed_store(self, store):
         return TimedKeyStore(store, self)
@@ -81,12 +95,14 @@ class VerifierEvents:
 
     def __init__(self, metrics):
         self._metrics = metrics
+        self._cache_hits = metrics.verification_cache.labels(result="hit")
+        self._cache_misses = metrics.verification_cache.labels(result="miss")
 
     def cache_hit(self):
-        self._metrics.verification_cache.labels(result="hit").inc()
+        self._cache_hits.inc()
 
     def cache_miss(self):
-        self._metrics.verification_cache.labels(result="miss").inc()
+        self._cache_misses.inc()
 
     def verification_queued(self, depth):
         self._metrics.hashing_queue_depth.set(depth)
