@@ -72,6 +72,17 @@ def test_requests_tokens_and_store_calls_are_counted(service, integration_key, a
         assert secretish not in text
 
 
+def test_made_up_methods_share_one_method_label(service):
+    for method in ("BREW", "PROPFIND", "X-7f3a", "post"):
+        assert request(service.base_url, method, "/v0/token/integration").status == 405
+    assert request(service.base_url, "POST", "/v0/token/integration", b"{}").status == 401
+    service.settle()
+    got = samples(service.metrics.registry)
+    methods = {dict(labels)["method"] for name, labels in got if name == "tokenexchange_integration_requests_total"}
+    assert methods == {"other", "post"}
+    assert value(got, "tokenexchange_integration_requests_total", code="405", method="other") == 4
+
+
 def test_store_errors_are_counted_by_operation(service, integration_key, monkeypatch):
     key = integration_key("acme")
 
@@ -180,6 +191,22 @@ def test_access_line_carries_ids_as_json_fields_and_no_secret(caplog, service, i
     for secret in (key.api_key, key.api_key.rsplit(".", 1)[1], autojoin.api_key, integration_token,
                    autojoin_token):
         assert secret not in everything
+
+
+def test_json_time_is_the_records_utc_time_to_the_millisecond_across_seconds():
+    formatter = JSONFormatter()
+
+    def time_of(created):
+        record = logging.LogRecord("token_exchange", logging.INFO, __file__, 1, "m", None, None)
+        record.created, record.msecs = created, int((created - int(created)) * 1000) + 0.0
+        return json.loads(formatter.format(record))["time"]
+
+    # The formatter reuses the text of a second while it lasts: each line must still be its own time.
+    assert time_of(1795000000.9994) == "2026-11-18T11:06:40.999Z"
+    assert time_of(1795000001.0) == "2026-11-18T11:06:41.000Z"
+    assert time_of(1795000001.25) == "2026-11-18T11:06:41.250Z"
+    assert time_of(1795000000.5) == "2026-11-18T11:06:40.500Z"
+    assert time_of(0.001) == "1970-01-01T00:00:00.001Z"
 
 
 def test_a_presented_id_cannot_forge_a_log_line(caplog, service):
