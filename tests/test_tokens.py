@@ -74,3 +74,27 @@ def test_every_token_gets_its_own_jti(private_keys):
     tokens = [issuer.integration_token("acme", "key-1", 0) for _ in range(20)]
     jtis = {verified_claims(t, signing_key, "integration")["jti"] for t in tokens}
     assert len(jtis) == 20
+
+
+@pytest.mark.parametrize("text", ["acme", 'a "quoted" \\ name', "é 名前 \u2028 \U0001f600", "tab\tnew\nline\x00\x7f"])
+def test_payload_is_compact_json_in_claim_order(text, private_keys):
+    signing_key = signing_key_for("EdDSA", private_keys)
+    issuer = TokenIssuer(signing_key, clock=lambda: NOW + 0.5)
+    for token, audience, lifetime, own in (
+            (issuer.integration_token(text, f"ki_{text}", 3), "integration", 20,
+             {"int_id": text, "key_id": f"ki_{text}", "tier": 3}),
+            (issuer.autojoin_token(text), "autojoin", 3600, {"org": text})):
+        verified_claims(token, signing_key, audience)  # a consumer accepts it
+        payload = jws_payload(token)
+        claims = json.loads(payload)
+        expected = {"iss": "token-exchange", "aud": audience, "exp": NOW + lifetime, "nbf": NOW, "iat": NOW,
+                    "jti": claims["jti"], **own}
+        assert list(claims.items()) == list(expected.items())
+        assert payload == json.dumps(expected, separators=(",", ":")).encode()
+
+
+def jws_payload(token):
+    """The payload bytes exactly as signed."""
+    parsed = jws.JWS()
+    parsed.deserialize(token)
+    return parsed.objects["payload"]
