@@ -193,6 +193,41 @@ def test_access_line_carries_ids_as_json_fields_and_no_secret(caplog, service, i
         assert secret not in everything
 
 
+def test_access_records_are_whole_fresh_log_records(caplog, service):
+    caplog.set_level(logging.INFO)
+    before = time.time()
+    for _ in range(2):
+        assert request(service.base_url, "GET", "/health").status == 200
+        time.sleep(0.01)
+    service.settle()
+    after = time.time()
+    first, second = [r for r in caplog.records if r.name == "token_exchange.access"]
+    ordinary = logging.getLogger("token_exchange.access").makeRecord(
+        "token_exchange.access", logging.INFO, __file__, 1, "m", (), None)
+    # Every attribute a formatter or filter may read is there, as for a record logger.info() makes.
+    assert set(vars(ordinary)) <= set(vars(first))
+    assert (first.levelname, first.levelno, first.process) == ("INFO", logging.INFO, ordinary.process)
+    assert (first.thread, first.threadName) == (service._thread.ident, service._thread.name)
+    # Each line has its own time.
+    assert before <= first.created < second.created <= after
+    assert second.created - first.created >= 0.01
+    for record in (first, second):
+        assert record.msecs == int((record.created - int(record.created)) * 1000)
+        # Milliseconds since logging started, as for any record.
+        assert abs((ordinary.relativeCreated - record.relativeCreated)
+                   - 1000 * (ordinary.created - record.created)) < 1
+    assert first.getMessage().startswith("GET /health 200 ")
+
+
+def test_access_lines_follow_the_level_while_metrics_still_count(caplog, service, integration_key):
+    caplog.set_level(logging.WARNING, logger="token_exchange.access")
+    assert exchange(service.base_url, "integration", integration_key("acme").api_key).status == 200
+    service.settle()
+    assert not [r for r in caplog.records if r.name == "token_exchange.access"]
+    got = samples(service.metrics.registry)
+    assert value(got, "tokenexchange_integration_requests_total", code="200", method="post") == 1
+
+
 def test_json_time_is_the_records_utc_time_to_the_millisecond_across_seconds():
     formatter = JSONFormatter()
 
