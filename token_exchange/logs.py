@@ -28,36 +28,54 @@ def _fields(record):
 
 
 class JSONFormatter(logging.Formatter):
-    # Every request writes a line: the encoder is built once, and the time's
-    # text up to the second is reused while the second lasts.
+    """One JSON object per line: severity, message, time, logger, pid, then the fields.
+
+    Every request writes a line, so what repeats is encoded once: the text
+    before the message for each severity, the logger name and pid after
+    the time, and the time's text up to the second while the second lasts.
+    """
+
     def __init__(self):
         super().__init__()
         self._encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+        self._heads = {}  # levelname -> '{"severity": ..., "message": '
+        self._tails = {}  # (logger name, pid) -> ', "logger": ..., "pid": ...'
         self._second = None
         self._second_text = ""
 
-    def _time(self, record):
-        """RFC 3339 in UTC with milliseconds, as Cloud Logging reads it."""
+    def format(self, record):
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + self.formatException(record.exc_info)
+        head = self._heads.get(record.levelname)
+        if head is None:
+            head = self._heads[record.levelname] = f'{{"severity": {self._encode(record.levelname)}, "message": '
+        tail = self._tails.get((record.name, record.process))
+        if tail is None:
+            tail = self._tails[(record.name, record.process)] = (
+                f', "logger": {self._encode(record.name)}, "pid": {self._encode(record.process)}')
         second = int(record.created)
         if second != self._second:
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        return f"{self._second_text}.{int(record.msecs):03d}Z"
+        # RFC 3339 in UTC with milliseconds, as Cloud Logging reads it.
+        line = f'{head}{self._encode(message)}, "time": "{self._second_text}.{int(record.msecs):03d}Z"{tail}'
+        fields = _json_fields(record)
+        return line + ", " + self._encode(fields)[1:] if fields else line + "}"
 
-    def format(self, record):
-        entry = {
-            "severity": record.levelname,
-            "message": record.getMessage(),
-            "time": self._time(record),
-            "logger": record.name,
-            "pid": record.process,
-        }
-        for fields in (getattr(record, "json_fields", None) or {}, _fields(record)):
-            for name, value in fields.items():
-                entry.setdefault(name, value)
-        if record.exc_info:
-            entry["message"] += "\n" + self.formatException(record.exc_info)
-        return self._encode(entry)
+
+# Members every JSON line has; a field of the same name is left out.
+_JSON_MEMBERS = frozenset(("severity", "message", "time", "logger", "pid"))
+
+
+def _json_fields(record):
+    """The record's json_fields, then its fields under names not taken yet."""
+    fields = dict(getattr(record, "json_fields", None) or ())
+    for name, value in _fields(record).items():
+        fields.setdefault(name, value)
+    if not _JSON_MEMBERS.isdisjoint(fields):
+        fields = {name: value for name, value in fields.items() if name not in _JSON_MEMBERS}
+    return fields
 
 
 # A presented key's integration id may hold a newline: escaped, it cannot forge a line.
