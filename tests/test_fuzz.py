@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from tests.consumer import verify_token
 from tests.httpclient import Response, exchange, request
 from token_exchange.handlers.base import MAX_BODY_BYTES
 
@@ -86,7 +87,7 @@ def post(service, endpoint, body):
     return request(service.base_url, "POST", f"/v0/token/{endpoint}", body)
 
 
-def post_raw(base_url, path, body, chunk_size=None):
+def post_raw(base_url, path, body, chunk_size=None, method="POST"):
     """POST over a raw socket, tolerating a server that answers before reading the whole body.
 
     http.client stops at a broken pipe without reading the answer already sent;
@@ -100,8 +101,8 @@ def post_raw(base_url, path, body, chunk_size=None):
         framing = b"Transfer-Encoding: chunked\r\n"
         payload = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + chunk_size]), body[i:i + chunk_size])
                            for i in range(0, len(body), chunk_size)) + b"0\r\n\r\n"
-    head = b"POST %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n" % (
-        path.encode(), url.netloc.encode(), framing)
+    head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%sConnection: close\r\n\r\n" % (
+        method.encode(), path.encode(), url.netloc.encode(), framing)
     received = bytearray()
     with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
         try:
@@ -428,6 +429,38 @@ def test_body_of_exactly_the_limit_is_served(fuzzed, keys, endpoint, chunk_size)
     assert response.status == 200
     assert_contract_answer(response)
     assert_error(post_raw(fuzzed.base_url, f"/v0/token/{endpoint}", body + b" ", chunk_size=chunk_size), 413)
+    fuzzed.still_fine()
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("length", ["\u00b2", "\u0663", "\uff15", "+2", "-2", "0x2", "2.0", "2 2", ""], ids=ascii)
+def test_a_malformed_content_length_is_400_never_an_error(fuzzed, endpoint, length):
+    # "²" and other Unicode digits pass str.isdigit(); int() refuses "²". Tornado answers 400 itself.
+    head = (f"POST /v0/token/{endpoint} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
+            "Connection: close\r\n\r\n").encode("latin-1", "replace")
+    url = urllib.parse.urlsplit(fuzzed.base_url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(head + b"{}")
+        answer = sock.makefile("rb").read()
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    fuzzed.still_fine()
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("method", ["POST", "GET", "PUT"])
+def test_declared_and_chunked_bodies_get_the_same_answers(fuzzed, keys, endpoint, method):
+    # A body that declares its length is read whole, any other streams in: the answers must not differ.
+    for body in (json.dumps({"api_key": keys[endpoint]}).encode(), b'{"api_key": "wrong"}', b"[1, 2",
+                 b'{"api_key": "' + b"x" * MAX_BODY_BYTES + b'"}'):
+        declared, chunked = (post_raw(fuzzed.base_url, f"/v0/token/{endpoint}", body, chunk_size=chunk_size,
+                                      method=method) for chunk_size in (None, 1000))
+        assert declared.status == chunked.status
+        assert declared.headers.get("Allow") == chunked.headers.get("Allow")
+        if declared.status == 200:
+            verify_token(fuzzed.base_url, declared.json()["token"], endpoint)
+            verify_token(fuzzed.base_url, chunked.json()["token"], endpoint)
+        else:
+            assert declared.body == chunked.body
     fuzzed.still_fine()
 
 

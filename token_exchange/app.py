@@ -1,9 +1,10 @@
 """The Tornado application: routes, and the dependencies each handler gets."""
 
 import tornado.web
+from tornado.routing import Rule
 
 from token_exchange.handlers.autojoin import AutojoinHandler
-from token_exchange.handlers.base import NotFoundHandler
+from token_exchange.handlers.base import DeclaredBodyFits, NotFoundHandler, streamed_handler
 from token_exchange.handlers.health import HealthHandler
 from token_exchange.handlers.integration import IntegrationHandler
 from token_exchange.handlers.jwks import JWKSHandler, jwks_body
@@ -15,8 +16,11 @@ def make_app(verifier, issuer, public_jwks, readiness_probe=None, metrics=None, 
     """readiness_probe: an async callable raising StoreUnavailable unless the store answers."""
     token_deps = dict(verifier=verifier, issuer=issuer)
     routes = [
-        (r"/v0/token/autojoin", AutojoinHandler, token_deps),
-        (r"/v0/token/integration", IntegrationHandler, token_deps),
+        # A body that declares a length that fits is read whole; any other streams in (see DeclaredBodyFits).
+        Rule(DeclaredBodyFits(r"/v0/token/autojoin"), AutojoinHandler, token_deps),
+        (r"/v0/token/autojoin", streamed_handler(AutojoinHandler), token_deps),
+        Rule(DeclaredBodyFits(r"/v0/token/integration"), IntegrationHandler, token_deps),
+        (r"/v0/token/integration", streamed_handler(IntegrationHandler), token_deps),
         (r"/\.well-known/jwks\.json", JWKSHandler, dict(body=jwks_body(public_jwks))),
         (r"/health", HealthHandler),
     ]

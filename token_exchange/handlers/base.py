@@ -2,7 +2,9 @@
 
 import json
 import logging
+import re
 
+from tornado.routing import PathMatches
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from token_exchange.handlers import errors
@@ -77,48 +79,27 @@ class NotFoundHandler(BaseHandler):
         raise HTTPError(404)
 
 
-@stream_request_body
 class TokenHandler(BaseHandler):
-    """Base of the two exchange endpoints: POST {"api_key": "..."}."""
+    """Base of the two exchange endpoints: POST {"api_key": "..."}.
+
+    A request comes here when it declares a body that fits (DeclaredBodyFits):
+    Tornado has read all of it before the handler runs. Any other request
+    goes to the variant streamed_handler() makes of the same class.
+    """
 
     ALLOWED_METHODS = ("POST",)
 
     def initialize(self, verifier, issuer):
         self.verifier = verifier
         self.issuer = issuer
-        self._body_chunks = []
-        self._body_size = 0
-
-    def prepare(self):
-        super().prepare()
-        length = self.request.headers.get("Content-Length", "")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            raise errors.request_body_too_large()
-        self.request.connection.set_max_body_size(MAX_STREAMED_BYTES)
-
-    def data_received(self, chunk):
-        if self._finished:
-            return
-        self._body_size += len(chunk)
-        if self._body_size <= MAX_BODY_BYTES:
-            self._body_chunks.append(chunk)
-            return
-        # A body without Content-Length grew too large: answer now rather
-        # than read the rest. Tornado closes the connection afterwards.
-        self._body_chunks = []
-        too_large = errors.request_body_too_large()
-        self.send_error(too_large.status_code, exc_info=(type(too_large), too_large, None))
 
     async def post(self):
-        if self._finished:  # answered 413 while the body streamed in
-            return
-        await self.exchange(self.api_key_from_body())
+        await self.exchange(self.api_key_from_body(self.request.body))
 
     async def exchange(self, api_key):
         raise NotImplementedError
 
-    def api_key_from_body(self):
-        raw = b"".join(self._body_chunks)
+    def api_key_from_body(self, raw):
         try:
             body = _BODY_DECODER.decode(raw.decode("utf-8"))
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
@@ -143,6 +124,73 @@ class TokenHandler(BaseHandler):
         metrics = self.settings.get("metrics")
         if metrics is not None:
             metrics.token_issued(audience)
+
+
+# Content-Length as RFC 9110 writes it: ASCII digits only (str.isdigit() also takes "²").
+_DECIMAL = re.compile(r"[0-9]+")
+
+
+def declared_body_length(request):
+    """The body length a request declares, or None: no Content-Length, a malformed one, or chunked."""
+    length = request.headers.get("Content-Length")
+    if length is None or "Transfer-Encoding" in request.headers or not _DECIMAL.fullmatch(length):
+        return None
+    return int(length)
+
+
+class DeclaredBodyFits(PathMatches):
+    """Matches a path when the request declares a body of at most MAX_BODY_BYTES.
+
+    Such a body is read whole before the handler runs, with no streaming
+    machinery: one turn of the event loop less per exchange. The rest (no
+    length, chunked, too long, malformed) is for the streamed variant.
+    """
+
+    def match(self, request):
+        length = declared_body_length(request)
+        if length is None or length > MAX_BODY_BYTES:
+            return None
+        return super().match(request)
+
+
+class _StreamedBody:
+    """Reads a token request's body as it arrives, to answer 413 as soon as it grows too large."""
+
+    def initialize(self, **kwargs):
+        super().initialize(**kwargs)
+        self._body_chunks = []
+        self._body_size = 0
+
+    def prepare(self):
+        super().prepare()
+        length = declared_body_length(self.request)
+        if length is not None and length > MAX_BODY_BYTES:
+            raise errors.request_body_too_large()
+        self.request.connection.set_max_body_size(MAX_STREAMED_BYTES)
+
+    def data_received(self, chunk):
+        if self._finished:
+            return
+        self._body_size += len(chunk)
+        if self._body_size <= MAX_BODY_BYTES:
+            self._body_chunks.append(chunk)
+            return
+        # A body without Content-Length grew too large: answer now rather
+        # than read the rest. Tornado closes the connection afterwards.
+        self._body_chunks = []
+        too_large = errors.request_body_too_large()
+        self.send_error(too_large.status_code, exc_info=(type(too_large), too_large, None))
+
+    async def post(self):
+        if self._finished:  # answered 413 while the body streamed in
+            return
+        await self.exchange(self.api_key_from_body(b"".join(self._body_chunks)))
+
+
+def streamed_handler(token_handler_class):
+    """The variant of a TokenHandler class for bodies of undeclared or excessive length."""
+    return stream_request_body(type(f"Streamed{token_handler_class.__name__}", (_StreamedBody, token_handler_class),
+                                    {"__doc__": token_handler_class.__doc__}))
 
 
 class _JSONNumber:
