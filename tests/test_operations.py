@@ -4,6 +4,7 @@ The real service runs in-process with a metrics registry of its own; the
 built zipapp is covered in test_zipapp_operations.py.
 """
 
+import datetime
 import io
 import json
 import logging
@@ -226,6 +227,23 @@ def test_access_lines_follow_the_level_while_metrics_still_count(caplog, service
     assert not [r for r in caplog.records if r.name == "token_exchange.access"]
     got = samples(service.metrics.registry)
     assert value(got, "tokenexchange_integration_requests_total", code="200", method="post") == 1
+
+
+def test_json_lines_are_what_json_encoder_writes_for_any_field_values():
+    fields = {"text": 'é "q" \\ \n \u2028 \x00 \ud800', "int": -3, "big": 10 ** 30, "bool": True, "none": None,
+              "float": 1.5, "nan": float("nan"), "list": [1, "x", {"k": False}], "empty": {},
+              "nested": {"a": {"b": "c"}, 2: "two", True: "yes", None: "none"}, 7: "seven",
+              "other": datetime.date(2026, 1, 2), "message": "not this one", "pid": "nor this"}
+    record = logging.LogRecord("token_exchange.x", logging.WARNING, __file__, 1, "said %s", ("é\n",), None)
+    record.json_fields = {"httpRequest": {"status": 200, "requestUrl": "/p?q=\"1\""}}
+    record.fields = fields
+    formatter = JSONFormatter()
+    entry = {"severity": "WARNING", "message": "said é\n", "time": formatter.format(record).split('"time": "')[1][:24],
+             "logger": "token_exchange.x", "pid": record.process, **record.json_fields,
+             **{name: value for name, value in fields.items() if name not in ("message", "pid")}}
+    expected = json.JSONEncoder(ensure_ascii=False, default=str).encode(entry)
+    for _ in range(2):  # the second time from what the formatter keeps
+        assert formatter.format(record) == expected
 
 
 def test_json_time_is_the_records_utc_time_to_the_millisecond_across_seconds():

@@ -147,10 +147,11 @@ class DeclaredBodyFits(PathMatches):
     """
 
     def match(self, request):
-        length = declared_body_length(request)
-        if length is None or length > MAX_BODY_BYTES:
+        path_match = super().match(request)  # the path first: it rules out most routes
+        if path_match is None:
             return None
-        return super().match(request)
+        length = declared_body_length(request)
+        return path_match if length is not None and length <= MAX_BODY_BYTES else None
 
 
 class _StreamedBody:
