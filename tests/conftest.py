@@ -78,10 +78,11 @@ class RunningService:
     """The real application on a real socket, its loop in a background thread."""
 
     def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, store_timeout=3.0, store=None,
-                 key_cache_ttl=0, verifier_options=None, public_jwks=None, **store_options):
+                 key_cache_ttl=0, verifier_options=None, public_jwks=None, access_log="all", **store_options):
         """verifier_options go to KeyVerifier (verify, events, clock, ...).
 
-        key_cache_ttl is 0 unless given, so tests see each store change at once.
+        key_cache_ttl is 0 unless given, so tests see each store change at once; access_log is
+        "all" unless given, so tests see the line of every request.
         """
         self.signing_key = signing_key
         self.metrics = ServiceMetrics()  # a registry of its own
@@ -93,7 +94,7 @@ class RunningService:
         self.verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout, **verifier_options)
         self.app = make_app(self.verifier, issuer_factory(signing_key), public_jwks or [signing_key.public_jwk],
                             readiness_probe=store_probe(self.store, self.executor, store_timeout),
-                            metrics=self.metrics, in_flight=self.in_flight)
+                            metrics=self.metrics, in_flight=self.in_flight, access_log=access_log)
         sock, self.port = tornado.testing.bind_unused_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._sock = sock

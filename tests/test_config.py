@@ -21,6 +21,7 @@ FLAGS = [
     ("key-cache-ttl", "KEY_CACHE_TTL", "key_cache_ttl", 5.0, "0", 0.0),
     ("max-pending-verifications", "MAX_PENDING_VERIFICATIONS", "max_pending_verifications", 64, "8", 8),
     ("log-format", "LOG_FORMAT", "log_format", None, "text", "text"),
+    ("access-log", "ACCESS_LOG", "access_log", "errors", "all", "all"),
     ("shutdown-grace", "SHUTDOWN_GRACE", "shutdown_grace", 30.0, "5", 5.0),
     ("workers", "WORKERS", "workers", 1, "2", 2),
 ]
@@ -66,6 +67,7 @@ def test_defaults_are_those_of_the_spec():
         "key_cache_ttl": 5.0,
         "max_pending_verifications": 64,
         "log_format": None,  # chosen at start-up: text on a terminal, else json
+        "access_log": "errors",  # requests answered 4xx or 5xx
         "shutdown_grace": 30.0,
         "workers": 1,
     }
@@ -79,6 +81,11 @@ def test_invalid_worker_count_is_refused(capsys, value):
 @pytest.mark.parametrize("value", ["xml", "JSON", ""])
 def test_invalid_log_format_is_refused(capsys, value):
     assert "invalid choice" in refused(capsys, ["-log-format", value])
+
+
+@pytest.mark.parametrize("value", ["none", "ALL", "error", ""])
+def test_invalid_access_log_choice_is_refused(capsys, value):
+    assert "invalid choice" in refused(capsys, ["-access-log", value])
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "601", "soon", ""])

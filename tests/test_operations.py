@@ -12,6 +12,7 @@ import re
 import time
 from types import SimpleNamespace
 
+import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -218,6 +219,28 @@ def test_access_records_are_whole_fresh_log_records(caplog, service):
         assert abs((ordinary.relativeCreated - record.relativeCreated)
                    - 1000 * (ordinary.created - record.created)) < 1
     assert first.getMessage().startswith("GET /health 200 ")
+
+
+@pytest.mark.parametrize("access_log, logged_statuses", [("all", [200, 401, 405, 200, 404]),
+                                                         ("errors", [401, 405, 404]), ("off", [])])
+def test_access_log_choice_picks_the_lines_and_metrics_count_every_request(
+        caplog, start_service, integration_key, access_log, logged_statuses):
+    caplog.set_level(logging.INFO)
+    service = start_service(access_log=access_log)
+    key = integration_key("acme")
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+    assert exchange(service.base_url, "integration", key.api_key[:-1] + "~").status == 401
+    assert request(service.base_url, "GET", "/v0/token/integration").status == 405
+    assert request(service.base_url, "GET", "/health").status == 200
+    assert request(service.base_url, "GET", "/nowhere").status == 404
+    service.settle()
+    assert [r.json_fields["httpRequest"]["status"] for r in caplog.records
+            if r.name == "token_exchange.access"] == logged_statuses
+    # The refusal's reason is logged whatever the choice.
+    assert any(r.getMessage().startswith("integration key refused: secret does not match") for r in caplog.records)
+    got = samples(service.metrics.registry)
+    for code, method in (("200", "post"), ("401", "post"), ("405", "get")):
+        assert value(got, "tokenexchange_integration_requests_total", code=code, method=method) == 1
 
 
 def test_access_lines_follow_the_level_while_metrics_still_count(caplog, service, integration_key):

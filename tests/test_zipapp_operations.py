@@ -150,6 +150,7 @@ def test_container_command_serves_a_token(built_zipapps, tmp_path, key_file, tar
         response = exchange(base_url, "integration", key.api_key)
         assert response.status == 200, log.read_text()
         verify_token(base_url, response.json()["token"], "integration")
+        assert exchange(base_url, "integration", key.api_key[:-1] + "~").status == 401
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     finally:
@@ -157,8 +158,10 @@ def test_container_command_serves_a_token(built_zipapps, tmp_path, key_file, tar
             process.kill()
             process.wait()
     assert sorted(shiv_root.iterdir()) == unpacked, "the service unpacked the zipapp again"
-    lines = json_lines(log.read_text())
-    assert any(line["message"].startswith("POST /v0/token/integration 200 ") for line in lines)
+    # JSON lines; by default only the refused request leaves an access line.
+    access = [line["message"].split(" ", 3)[:3] for line in json_lines(log.read_text())
+              if line["logger"] == "token_exchange.access"]
+    assert access == [["POST", "/v0/token/integration", "401"]]
     assert key.api_key not in log.read_text()
 
 
@@ -172,10 +175,13 @@ def test_metrics_are_served_over_http(zipapp_services, integration_key):  # noqa
                    expected) == expected
     issued = metric_values(service.metrics_url, "tokenexchange_tokens_issued_total")
     assert issued == {frozenset({("audience", "integration")}): 2.0}
-    # Not a TTY: JSON lines, and the access line names the key by its ids only.
-    key_ids = settled(lambda: [line["key_id"] for line in access_lines(service, "/v0/token/integration")],
-                      [key.key_id] * 2)
-    assert key_ids == [key.key_id] * 2
+    # Not a TTY: JSON lines. By default a success leaves no access line, a refusal does, naming
+    # the key by its ids only.
+    assert exchange(service.base_url, "integration", key.api_key[:-1] + "~").status == 401
+    statuses = settled(lambda: [line["httpRequest"]["status"]
+                                for line in access_lines(service, "/v0/token/integration")], [401])
+    assert statuses == [401]
+    assert access_lines(service, "/v0/token/integration")[0]["key_id"] == key.key_id
     assert key.api_key.rsplit(".", 1)[1] not in service.output()
 
 
@@ -210,7 +216,7 @@ MAX_WORKER_BATCHES = 25
 def test_two_workers_serve_add_up_and_stop_on_sigterm(zipapp_services, integration_key):  # noqa: F811
     key = integration_key("acme")
     slow_key = integration_key("slow", bcrypt_cost=14)  # about a second to check: in flight at SIGTERM
-    service = zipapp_services.start("-workers", "2")
+    service = zipapp_services.start("-workers", "2", "-access-log", "all")  # each line names its worker
     assert settled(lambda: len(children_of(service.process.pid)), 2) == 2
     workers = children_of(service.process.pid)
 
@@ -247,7 +253,7 @@ def test_two_workers_serve_add_up_and_stop_on_sigterm(zipapp_services, integrati
 
 @pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_workers_stop_when_the_supervisor_is_killed(zipapp_services):  # noqa: F811
-    service = zipapp_services.start("-workers", "2")
+    service = zipapp_services.start("-workers", "2", "-access-log", "all")  # each line names its worker
     assert settled(lambda: len(children_of(service.process.pid)), 2) == 2
     workers = children_of(service.process.pid)
     service.process.kill()  # SIGKILL: the supervisor forwards nothing

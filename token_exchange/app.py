@@ -9,11 +9,13 @@ from token_exchange.handlers.health import HealthHandler
 from token_exchange.handlers.integration import IntegrationHandler
 from token_exchange.handlers.jwks import JWKSHandler, jwks_body
 from token_exchange.handlers.ready import ReadyHandler
-from token_exchange.requestlog import RequestLog
+from token_exchange.requestlog import DEFAULT_ACCESS_LOG, RequestLog
 
 
-def make_app(verifier, issuer, public_jwks, readiness_probe=None, metrics=None, in_flight=None):
-    """readiness_probe: an async callable raising StoreUnavailable unless the store answers."""
+def make_app(verifier, issuer, public_jwks, readiness_probe=None, metrics=None, in_flight=None,
+             access_log=DEFAULT_ACCESS_LOG):
+    """readiness_probe: an async callable raising StoreUnavailable unless the store answers.
+    access_log: which requests leave an access line (requestlog.ACCESS_LOG_CHOICES)."""
     token_deps = dict(verifier=verifier, issuer=issuer)
     routes = [
         # A body that declares a length that fits is read whole; any other streams in (see DeclaredBodyFits).
@@ -29,7 +31,7 @@ def make_app(verifier, issuer, public_jwks, readiness_probe=None, metrics=None, 
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
-        log_function=RequestLog(metrics),
+        log_function=RequestLog(metrics, access_log),
         metrics=metrics,
         in_flight=in_flight,
     )

@@ -15,6 +15,7 @@ from token_exchange.cliflags import (
 )
 from token_exchange.logs import FORMATS
 from token_exchange.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS
+from token_exchange.requestlog import ACCESS_LOG_CHOICES, DEFAULT_ACCESS_LOG
 from token_exchange.store import DEFAULT_INTEGRATION_NS, DEFAULT_PLATFORM_NS
 
 DEFAULT_PRIVATE_KEY_PATH = "/secrets/jwk-priv.json"
@@ -41,6 +42,8 @@ def build_parser():
              type=positive_int, default=DEFAULT_MAX_PENDING)
     add_flag(parser, "log-format", "log format on stderr: json or text (default: text on a terminal, else json)",
              choices=FORMATS, default=None)
+    add_flag(parser, "access-log", "requests that leave an access line: all, errors (answered 4xx or 5xx) or off",
+             choices=ACCESS_LOG_CHOICES, default=DEFAULT_ACCESS_LOG)
     add_flag(parser, "shutdown-grace", "seconds requests in flight may take to finish after SIGTERM or SIGINT",
              type=positive_seconds, default=DEFAULT_SHUTDOWN_GRACE_SECONDS)
     add_flag(parser, "workers", "number of server processes sharing the port", type=positive_int, default=1)

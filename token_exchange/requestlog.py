@@ -1,5 +1,11 @@
 """What happens when a request finishes: its access line and its metrics.
 
+Which requests leave an access line is the operator's choice (-access-log):
+all of them, those answered 4xx or 5xx (the default: Cloud Run already logs
+every request, and at thousands of exchanges a second a line for each
+success is a large log bill that says little), or none. Metrics count
+every request whatever the choice.
+
 The access line is a log record like any other (same handlers, format and
 level), made more cheaply than logger.info makes one: info() walks the
 stack for the caller and fills some twenty attributes per call, of which
@@ -13,6 +19,14 @@ import time
 ACCESS_LOGGER = "token_exchange.access"
 _ACCESS_FORMAT = "%s %s %d %.1fms %s"
 
+# -access-log: which requests leave an access line, by the lowest status logged.
+ACCESS_LOG_ALL = "all"
+ACCESS_LOG_ERRORS = "errors"
+ACCESS_LOG_OFF = "off"
+_LOWEST_STATUS_LOGGED = {ACCESS_LOG_ALL: 0, ACCESS_LOG_ERRORS: 400, ACCESS_LOG_OFF: None}
+ACCESS_LOG_CHOICES = tuple(_LOWEST_STATUS_LOGGED)
+DEFAULT_ACCESS_LOG = ACCESS_LOG_ERRORS
+
 
 class RequestLog:
     """Tornado's log_function: one access line per request, and its metrics.
@@ -21,7 +35,9 @@ class RequestLog:
     integration id and key id, or the organisation, as access_fields.
     """
 
-    def __init__(self, metrics=None, logger=None):
+    def __init__(self, metrics=None, access_log=DEFAULT_ACCESS_LOG, logger=None):
+        """access_log: one of ACCESS_LOG_CHOICES."""
+        self._lowest_status_logged = _LOWEST_STATUS_LOGGED[access_log]
         self._metrics = metrics
         self._logger = logger or logging.getLogger(ACCESS_LOGGER)
         # Made by the first line, so it names the serving process and thread.
@@ -31,7 +47,8 @@ class RequestLog:
         request = handler.request
         status = handler.get_status()
         seconds = request.request_time()
-        if self._logger.isEnabledFor(logging.INFO):
+        lowest = self._lowest_status_logged
+        if lowest is not None and status >= lowest and self._logger.isEnabledFor(logging.INFO):
             # Cloud Logging shows httpRequest as the request's summary line.
             http_request = {"requestMethod": request.method, "requestUrl": request.path, "status": status,
                             "latency": f"{seconds:.6f}s", "remoteIp": request.remote_ip}
