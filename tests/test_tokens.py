@@ -98,3 +98,15 @@ def jws_payload(token):
     parsed = jws.JWS()
     parsed.deserialize(token)
     return parsed.objects["payload"]
+
+
+def test_jti_is_a_random_version_4_uuid(private_keys):
+    signing_key = signing_key_for("EdDSA", private_keys)
+    issuer = TokenIssuer(signing_key, clock=lambda: NOW)
+    jtis = [json.loads(jws_payload(issuer.autojoin_token("org")))["jti"] for _ in range(200)]
+    parsed = [uuid.UUID(jti) for jti in jtis]
+    assert [str(u) for u in parsed] == jtis
+    assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
+    assert len(set(jtis)) == 200
+    # The two random bits of the variant digit take all four values.
+    assert {jti[19] for jti in jtis} == set("89ab")

@@ -30,12 +30,14 @@ INTEGRATION = Audience("integration", 20)
 
 
 def _random_uuid():
-    # The text of uuid.uuid4(), without building a UUID object.
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    # The text of uuid.uuid4(), without building a UUID object: 4 is the
+    # version digit, and the variant's two bits (10) lead the fourth group.
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT_DIGIT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+# A hex digit with its two top bits set to the RFC 4122 variant, 10.
+_VARIANT_DIGIT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
 
 
 # A str goes straight to the C string encoder: the JSON text of one string.
