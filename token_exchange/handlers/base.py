@@ -89,6 +89,10 @@ class TokenHandler(BaseHandler):
 
     ALLOWED_METHODS = ("POST",)
 
+    def set_default_headers(self):
+        # Every answer sets its Content-Type (write_token, write_error): one header less per exchange.
+        self.set_header("X-Content-Type-Options", "nosniff")
+
     def initialize(self, verifier, issuer):
         self.verifier = verifier
         self.issuer = issuer
