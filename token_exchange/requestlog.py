@@ -29,7 +29,7 @@ DEFAULT_ACCESS_LOG = ACCESS_LOG_ERRORS
 
 
 class RequestLog:
-    """Tornado's log_function: one access line per request, and its metrics.
+    """Tornado's log_function: a request's access line, if -access-log asks for it, and its metrics.
 
     The path only: a query string may hold a key. Token handlers add the
     integration id and key id, or the organisation, as access_fields.
