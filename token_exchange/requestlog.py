@@ -59,8 +59,11 @@ class RequestLog:
 
     def _write(self, args, json_fields, fields):
         if self._record_template is None:
-            self._record_template = self._logger.makeRecord(
+            template = self._logger.makeRecord(
                 self._logger.name, logging.INFO, __file__, 0, _ACCESS_FORMAT, (), None, func="RequestLog").__dict__
+            if "taskName" in template:  # Python 3.12+: the first request's task, not every request's
+                template["taskName"] = None
+            self._record_template = template
         record = logging.LogRecord.__new__(logging.LogRecord)
         attributes = record.__dict__
         attributes.update(self._record_template)
