@@ -72,6 +72,22 @@ def _plain(value):
     return value
 
 
+def print_owners(owners, args, kind, heading, key_columns, key_row):
+    """What a list command found: JSON ({kind: owners}) with -json, else a heading line per owner
+    (heading(owner)) over a table of its keys (key_row(key) under key_columns)."""
+    if args.json:
+        print_json({kind: owners})
+        return
+    if not owners:
+        print(f"No {kind} in namespace '{args.namespace}'.")
+    for owner in owners:
+        print(heading(owner))
+        if not owner.keys:
+            print("  (no keys)")
+            continue
+        print_table(key_columns, [key_row(key) for key in owner.keys])
+
+
 def print_table(header, rows, indent="  "):
     """Columns padded to their widest cell, for people to read."""
     rows = [[str(cell) for cell in row] for row in rows]

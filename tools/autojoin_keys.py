@@ -19,7 +19,7 @@ from token_exchange.toolcli import (
     die,
     open_tool_store,
     print_json,
-    print_table,
+    print_owners,
     start,
 )
 
@@ -74,17 +74,9 @@ def list_keys(store, args):
     organizations = store.list_organizations(args.org or None)
     if args.org and not organizations:
         raise StoreError(f"organization {args.org!r} does not exist")
-    if args.json:
-        print_json({"organizations": organizations})
-        return
-    if not organizations:
-        print(f"No organizations in namespace '{args.namespace}'.")
-    for org in organizations:
-        print(f"{org.name}  created {org.created_at or '-'}  {org.email or '(no email)'}")
-        if not org.keys:
-            print("  (no keys)")
-            continue
-        print_table(("FINGERPRINT", "CREATED"), [(k.fingerprint, k.created_at or "-") for k in org.keys])
+    print_owners(organizations, args, "organizations",
+                 lambda org: f"{org.name}  created {org.created_at or '-'}  {org.email or '(no email)'}",
+                 ("FINGERPRINT", "CREATED"), lambda key: (key.fingerprint, key.created_at or "-"))
 
 
 def revoke_key(store, args):

@@ -25,7 +25,7 @@ from token_exchange.toolcli import (
     open_tool_store,
     print_created_integration_key,
     print_json,
-    print_table,
+    print_owners,
     start,
 )
 
@@ -96,20 +96,12 @@ def list_keys(store, args):
     integrations = store.list_integrations(args.integration_id or None)
     if args.integration_id and not integrations:
         raise StoreError(f"integration {args.integration_id!r} does not exist")
-    if args.json:
-        print_json({"integrations": integrations})
-        return
-    if not integrations:
-        print(f"No integrations in namespace '{args.namespace}'.")
-    for integration in integrations:
-        print(f"{integration.integration_id}  created {integration.created_at or '-'}"
-              f"  {integration.description or '(no description)'}")
-        if not integration.keys:
-            print("  (no keys)")
-            continue
-        print_table(("KEY ID", "TIER", "STATUS", "HASH", "CREATED", "DESCRIPTION"),
-                    [(k.key_id, k.tier, k.status or "-", k.hash_scheme, k.created_at or "-", k.description)
-                     for k in integration.keys])
+    print_owners(integrations, args, "integrations",
+                 lambda integration: (f"{integration.integration_id}  created {integration.created_at or '-'}"
+                                      f"  {integration.description or '(no description)'}"),
+                 ("KEY ID", "TIER", "STATUS", "HASH", "CREATED", "DESCRIPTION"),
+                 lambda key: (key.key_id, key.tier, key.status or "-", key.hash_scheme, key.created_at or "-",
+                              key.description))
 
 
 def add_key(store, args):
