@@ -66,16 +66,22 @@ def bad_files(private_jwks):
 
 def test_each_bad_key_file_is_refused_with_one_clear_line(tmp_path, private_jwks):
     for name, (content, problem) in bad_files(private_jwks).items():
-        path = write(tmp_path, content, name.replace(" ", "-") + ".json")
-        with pytest.raises(KeyFileError) as raised:
-            load_key_set(path)
-        message = str(raised.value)
-        assert message.startswith(f"private key file {path}: "), name
-        assert "\n" not in message, name
-        assert re.search(problem, message), (name, message)
+        assert_refused_in_one_line(tmp_path, name, content, problem, [private_jwks["RS256"]])
+
+
+def assert_refused_in_one_line(tmp_path, name, content, problem, private_jwks):
+    """Loading content fails with one line naming the file and matching problem, quoting no
+    private parameter of private_jwks."""
+    path = write(tmp_path, content, name.replace(" ", "-") + ".json")
+    with pytest.raises(KeyFileError) as raised:
+        load_key_set(path)
+    message = str(raised.value)
+    assert message.startswith(f"private key file {path}: "), name
+    assert "\n" not in message, name
+    assert re.search(problem, message), (name, message)
+    for private in private_jwks:
         for param in PRIVATE_PARAMS:
-            value = private_jwks["RS256"].get(param)
-            assert not value or value not in message, name
+            assert not private.get(param) or private[param] not in message, name
 
 
 def test_missing_and_unreadable_files(tmp_path):
@@ -155,14 +161,5 @@ def bad_sets(private_jwks):
 
 def test_each_bad_key_set_is_refused_with_one_line_naming_the_key(tmp_path, private_jwks):
     for name, (content, problem) in bad_sets(private_jwks).items():
-        path = write(tmp_path, content, name.replace(" ", "-") + ".json")
-        with pytest.raises(KeyFileError) as raised:
-            load_key_set(path)
-        message = str(raised.value)
-        assert message.startswith(f"private key file {path}: "), name
-        assert "\n" not in message, name
-        assert re.search(problem, message), (name, message)
-        for private in private_jwks.values():
-            for param in PRIVATE_PARAMS:
-                assert not private.get(param) or private[param] not in message, name
+        assert_refused_in_one_line(tmp_path, name, content, problem, private_jwks.values())
 
