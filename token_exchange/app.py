@@ -19,10 +19,11 @@ def make_app(verifier, issuer, public_jwks, readiness_probe=None, metrics=None, 
     token_deps = dict(verifier=verifier, issuer=issuer)
     routes = [
         # A body that declares a length that fits is read whole; any other streams in (see DeclaredBodyFits).
-        Rule(DeclaredBodyFits(r"/v0/token/autojoin"), AutojoinHandler, token_deps),
-        (r"/v0/token/autojoin", streamed_handler(AutojoinHandler), token_deps),
+        # Rules are tried in order: the endpoint called before every speed test comes first.
         Rule(DeclaredBodyFits(r"/v0/token/integration"), IntegrationHandler, token_deps),
         (r"/v0/token/integration", streamed_handler(IntegrationHandler), token_deps),
+        Rule(DeclaredBodyFits(r"/v0/token/autojoin"), AutojoinHandler, token_deps),
+        (r"/v0/token/autojoin", streamed_handler(AutojoinHandler), token_deps),
         (r"/\.well-known/jwks\.json", JWKSHandler, dict(body=jwks_body(public_jwks))),
         (r"/health", HealthHandler),
     ]

@@ -134,12 +134,14 @@ class TokenHandler(BaseHandler):
 _DECIMAL = re.compile(r"[0-9]+")
 
 
-def declared_body_length(request):
-    """The body length a request declares, or None: no Content-Length, a malformed one, or chunked."""
-    length = request.headers.get("Content-Length")
-    if length is None or "Transfer-Encoding" in request.headers or not _DECIMAL.fullmatch(length):
+def declared_body_length(headers):
+    """The body length a request's headers declare, or None: no Content-Length, a malformed one, or chunked."""
+    # get_list: one call into HTTPHeaders where get() takes two. A repeated Content-Length goes the streamed
+    # way, where Tornado checks it.
+    lengths = headers.get_list("Content-Length")
+    if len(lengths) != 1 or "Transfer-Encoding" in headers or not _DECIMAL.fullmatch(lengths[0]):
         return None
-    return int(length)
+    return int(lengths[0])
 
 
 # Tornado parses a whole body of these types as a form before the handler
@@ -161,10 +163,12 @@ class DeclaredBodyFits(PathMatches):
         path_match = super().match(request)  # the path first: it rules out most routes
         if path_match is None:
             return None
-        length = declared_body_length(request)
+        headers = request.headers
+        length = declared_body_length(headers)
         if length is None or length > MAX_BODY_BYTES:
             return None
-        if request.headers.get("Content-Type", "").startswith(_FORM_CONTENT_TYPES):
+        content_types = headers.get_list("Content-Type")
+        if content_types and content_types[0].startswith(_FORM_CONTENT_TYPES):
             return None
         return path_match
 
@@ -179,7 +183,7 @@ class _StreamedBody:
 
     def prepare(self):
         super().prepare()
-        length = declared_body_length(self.request)
+        length = declared_body_length(self.request.headers)
         if length is not None and length > MAX_BODY_BYTES:
             raise errors.request_body_too_large()
         self.request.connection.set_max_body_size(MAX_STREAMED_BYTES)
