@@ -8,20 +8,25 @@ class RequestsInFlight:
 
     def __init__(self):
         self.count = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        # Made only when shutdown waits: a request's start and finish are then two additions.
+        self._idle = None
 
     def started(self):
         self.count += 1
-        self._idle.clear()
+        if self._idle is not None:
+            self._idle.clear()
 
     def finished(self):
         self.count -= 1
-        if self.count == 0:
+        if self.count == 0 and self._idle is not None:
             self._idle.set()
 
     async def wait_idle(self, timeout):
         """True when every request finished within timeout seconds."""
+        if self.count == 0:
+            return True
+        if self._idle is None:
+            self._idle = asyncio.Event()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
         except asyncio.TimeoutError:

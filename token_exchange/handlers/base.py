@@ -25,19 +25,16 @@ class BaseHandler(RequestHandler):
         self.set_header("Content-Type", errors.TEXT_PLAIN)
         self.set_header("X-Content-Type-Options", "nosniff")
 
-    def prepare(self):
-        self._track_in_flight()
-        if self.request.method not in self.ALLOWED_METHODS:
-            raise errors.method_not_allowed(self.ALLOWED_METHODS)
-
     # Shutdown waits for the requests counted here.
     _in_flight = None
 
-    def _track_in_flight(self):
-        in_flight = self.settings.get("in_flight")
-        if in_flight is not None and self._in_flight is None:
+    def prepare(self):
+        in_flight = self.application.settings.get("in_flight")
+        if in_flight is not None:
             self._in_flight = in_flight
             in_flight.started()
+        if self.request.method not in self.ALLOWED_METHODS:
+            raise errors.method_not_allowed(self.ALLOWED_METHODS)
 
     def _untrack_in_flight(self):
         # Both on_finish and on_connection_close may come for one request: count it once.
