@@ -13,7 +13,7 @@ secret for the same hash share one check.
 
 import asyncio
 import time
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from token_exchange.admission import (DEFAULT_MAX_PENDING, MAX_FAILURES_PER_KEY, Admission, Overloaded, Refused,
                                       Throttled)
@@ -30,8 +30,9 @@ class InvalidKey(Exception):
     """The key is refused (401). The message is a reason safe to log."""
 
 
-@dataclass(frozen=True)
-class IntegrationIdentity:
+class IntegrationIdentity(NamedTuple):
+    """Who a verified key belongs to (a tuple: made on every exchange, it costs half a frozen dataclass)."""
+
     integration_id: str
     key_id: str
     tier: int
@@ -104,12 +105,16 @@ class KeyVerifier:
             raise InvalidKey(f"unknown key ({_where(key)})")
         if record.status != ACTIVE:
             raise InvalidKey(f"key is not active ({_where(key)})")
-        try:
-            matched = await self._matches(lookup, key.secret, record.key_hash)
-        except Refused as e:
-            raise type(e)(f"{e} ({_where(key)})", e.retry_after_seconds) from None
-        if not matched:
-            raise InvalidKey(f"secret does not match ({_where(key)})")
+        digest = self._verified.digest(key.secret, record.key_hash)
+        if digest in self._verified:
+            self._events.cache_hit()
+        else:
+            try:
+                matched = await self._check_secret(lookup, digest, key.secret, record.key_hash)
+            except Refused as e:
+                raise type(e)(f"{e} ({_where(key)})", e.retry_after_seconds) from None
+            if not matched:
+                raise InvalidKey(f"secret does not match ({_where(key)})")
         return IntegrationIdentity(record.integration_id, record.key_id, record.tier)
 
     async def verify_autojoin_key(self, api_key):
@@ -123,11 +128,8 @@ class KeyVerifier:
             raise InvalidKey("unknown autojoin key")
         return org
 
-    async def _matches(self, throttle_key, secret, stored_hash):
-        digest = self._verified.digest(secret, stored_hash)
-        if digest in self._verified:
-            self._events.cache_hit()
-            return True
+    async def _check_secret(self, throttle_key, digest, secret, stored_hash):
+        """Whether a secret the verification cache does not hold (digest) matches its stored hash."""
         self._events.cache_miss()
         if hash_scheme(stored_hash) != BCRYPT:
             # SHA-256 (or an unusable hash) costs microseconds: no pool, no queue.
