@@ -9,6 +9,7 @@ against the JWKS), and jwcrypto stays in charge of loading keys.
 """
 
 import binascii
+import functools
 import json
 
 from cryptography.hazmat.primitives import hashes
@@ -48,12 +49,12 @@ def _signature_function(alg, key):
         return key.sign
     family, bits = alg[:2], alg[2:]
     hash_algorithm = _HASHES[bits]()
+    # partial() is C: one Python frame less per signature than a lambda.
     if family == "RS":
-        rsa_padding = padding.PKCS1v15()
-        return lambda data: key.sign(data, rsa_padding, hash_algorithm)
+        return functools.partial(key.sign, padding=padding.PKCS1v15(), algorithm=hash_algorithm)
     if family == "PS":
         pss_padding = padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=hash_algorithm.digest_size)
-        return lambda data: key.sign(data, pss_padding, hash_algorithm)
+        return functools.partial(key.sign, padding=pss_padding, algorithm=hash_algorithm)
     if family == "ES":
         size = _EC_COORDINATE_BYTES[alg]
         ecdsa = ec.ECDSA(hash_algorithm)

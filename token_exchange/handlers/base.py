@@ -112,17 +112,17 @@ class TokenHandler(BaseHandler):
             raise errors.invalid_request_body()
         return api_key
 
-    def write_token(self, audience, sign):
-        """Sign with sign() and answer {"token": ...}; 500 when signing fails."""
+    def write_token(self, audience, sign, *claims):
+        """Sign with sign(*claims) and answer {"token": ...}; 500 when signing fails."""
         try:
-            token = sign()
+            token = sign(*claims)
         except Exception:
             log.exception("signing failed for %s", self.request.path)
             raise errors.failed_to_generate_token() from None
         # A compact JWS is ASCII letters, digits, "-", "_" and ".": nothing to escape.
         self.set_header("Content-Type", "application/json")
         self.finish('{"token":"' + token + '"}\n')
-        metrics = self.settings.get("metrics")
+        metrics = self.application.settings.get("metrics")
         if metrics is not None:
             metrics.token_issued(audience)
 
