@@ -7,7 +7,7 @@ import pytest
 from jwcrypto import jwk, jws, jwt
 
 from token_exchange.signingkey import SUPPORTED_ALGS, parse_key_set
-from token_exchange.tokens import TokenIssuer
+from token_exchange.tokens import JTI_BATCH, TokenIssuer
 
 NOW = 1_700_000_000
 # One key per key type and size, shared by the algorithms that use it.
@@ -103,10 +103,12 @@ def jws_payload(token):
 def test_jti_is_a_random_version_4_uuid(private_keys):
     signing_key = signing_key_for("EdDSA", private_keys)
     issuer = TokenIssuer(signing_key, clock=lambda: NOW)
-    jtis = [json.loads(jws_payload(issuer.autojoin_token("org")))["jti"] for _ in range(200)]
+    # Random bytes are drawn JTI_BATCH tokens at a time: cross a few refills.
+    count = 3 * JTI_BATCH + 7
+    jtis = [json.loads(jws_payload(issuer.autojoin_token("org")))["jti"] for _ in range(count)]
     parsed = [uuid.UUID(jti) for jti in jtis]
     assert [str(u) for u in parsed] == jtis
     assert {(u.version, u.variant) for u in parsed} == {(4, uuid.RFC_4122)}
-    assert len(set(jtis)) == 200
+    assert len(set(jtis)) == count
     # The two random bits of the variant digit take all four values.
     assert {jti[19] for jti in jtis} == set("89ab")

@@ -223,17 +223,21 @@ def test_two_workers_serve_add_up_and_stop_on_sigterm(zipapp_services, integrati
     # Many concurrent connections: both workers accept some of them. Which one accepts is the
     # kernel's choice, and on a busy machine one may win a whole batch: send batches until both
     # have served (bounded), counting every request for the metrics check below.
-    batch, count = 40, 0
+    batch, count, tokens = 40, 0, []
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         for _ in range(MAX_WORKER_BATCHES):
-            statuses = list(pool.map(lambda _: exchange(service.base_url, "integration", key.api_key).status,
-                                     range(batch)))
-            assert statuses == [200] * batch
+            responses = list(pool.map(lambda _: exchange(service.base_url, "integration", key.api_key),
+                                      range(batch)))
+            assert [response.status for response in responses] == [200] * batch
+            tokens += [response.json()["token"] for response in responses]
             count += batch
             assert settled(lambda: len(access_lines(service, "/v0/token/integration")), count) == count
             if {line["pid"] for line in access_lines(service, "/v0/token/integration")} == set(workers):
                 break
     assert {line["pid"] for line in access_lines(service, "/v0/token/integration")} == set(workers)
+    # Each worker draws its own randomness (none inherited across the fork): no jti repeats.
+    jtis = [verify_token(service.base_url, token, "integration")["jti"] for token in tokens]
+    assert len(set(jtis)) == len(tokens) == count
     # The supervisor's /metrics sums both workers.
     expected = {frozenset({("code", "200"), ("method", "post")}): float(count)}
     assert settled(lambda: metric_values(service.metrics_url, "tokenexchange_integration_requests_total"),
