@@ -5,9 +5,12 @@ handed down, so tests can give each service its own registry. Label values
 come from small fixed sets (code, method, operation, audience, result):
 never a key, a key id or an integration id, which would be unbounded.
 
-With several worker processes prometheus_client's multiprocess mode sums
-them; PROMETHEUS_MULTIPROC_DIR must be set before prometheus_client is
-imported, which is why server.py imports this module only after that.
+The metrics every request updates (requests, durations, tokens issued,
+verification-cache lookups) are loopmetrics' plain-addition kind in a
+single process. With several worker processes prometheus_client's
+multiprocess mode sums them; PROMETHEUS_MULTIPROC_DIR must be set before
+prometheus_client is imported, which is why server.py imports this module
+only after that.
 """
 
 import time
@@ -15,6 +18,7 @@ import time
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from token_exchange.loopmetrics import LoopCounter, LoopHistogram
 from token_exchange.store import KeyStore
 
 # The Go service's metrics: one counter and one histogram per token endpoint.
@@ -27,16 +31,23 @@ KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPT
 
 
 class ServiceMetrics:
-    def __init__(self, registry=None):
+    def __init__(self, registry=None, multiprocess=False):
+        """multiprocess: the values go to PROMETHEUS_MULTIPROC_DIR, for a supervisor to sum (-workers)."""
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
+        # What every request updates: plain additions on the event loop (loopmetrics), unless
+        # the values must reach other processes through prometheus_client's files.
+        if multiprocess:
+            per_request_counter, per_request_histogram = Counter, Histogram
+        else:
+            per_request_counter, per_request_histogram = LoopCounter, LoopHistogram
         self._requests = {}
         self._durations = {}
         for path, name in ENDPOINT_METRICS.items():
-            self._requests[path] = Counter(
+            self._requests[path] = per_request_counter(
                 f"tokenexchange_{name}_requests", f"Requests to the {name} token endpoint.",
                 ["code", "method"], registry=reg)
-            self._durations[path] = Histogram(
+            self._durations[path] = per_request_histogram(
                 f"tokenexchange_{name}_request_duration_seconds",
                 f"Time to answer a request to the {name} token endpoint.",
                 ["code", "method"], registry=reg)  # prometheus_client's defaults are Prometheus' defaults
@@ -46,7 +57,7 @@ class ServiceMetrics:
         self.store_errors = Counter(
             "tokenexchange_store_errors", "Key-store calls that failed, by operation.",
             ["operation"], registry=reg)
-        self.verification_cache = Counter(
+        self.verification_cache = per_request_counter(
             "tokenexchange_verification_cache", "Verification-cache lookups, by result (hit or miss).",
             ["result"], registry=reg)
         # livesum: across workers, the sum over the processes still running.
@@ -57,7 +68,7 @@ class ServiceMetrics:
             "tokenexchange_verifications_refused",
             "Secret checks refused before hashing, by result (overloaded: 503, throttled: 429).",
             ["result"], registry=reg)
-        self.tokens_issued = Counter(
+        self.tokens_issued = per_request_counter(
             "tokenexchange_tokens_issued", "Tokens signed and sent, by audience.",
             ["audience"], registry=reg)
         self.verifier_events = VerifierEvents(self)

@@ -119,7 +119,7 @@ def run_worker(config, keys, sockets, metrics_dir):
             fail(f"cannot serve metrics on {config.prometheusx_listen_address}: {e.strerror}")
         log_start_up(config, keys)
     else:
-        metrics = metrics_module.ServiceMetrics()  # values go to the shared directory
+        metrics = metrics_module.ServiceMetrics(multiprocess=True)  # values go to the shared directory
     log.info("key store %s (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
              config.store, config.project_id, config.client_integration_ns, config.platform_ns,
              config.store_timeout)
