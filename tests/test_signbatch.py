@@ -1,4 +1,4 @@
-"""Signatures requested in one turn of the event loop run together, each with its own result."""
+"""Signatures requested within two turns of the event loop run together, each with its own result."""
 
 import asyncio
 import concurrent.futures
@@ -8,7 +8,7 @@ from tests.httpclient import exchange
 from token_exchange.signbatch import SignBatch
 
 
-def test_calls_of_one_turn_run_together_after_the_turn_in_order():
+def test_calls_of_a_turn_and_the_next_run_together_after_them_in_order():
     events = []
 
     def sign(name):
@@ -16,17 +16,26 @@ def test_calls_of_one_turn_run_together_after_the_turn_in_order():
         return f"token {name}"
 
     async def main():
+        loop = asyncio.get_running_loop()
         batch = SignBatch()
-        futures = [batch.submit(sign, name) for name in "abc"]
-        events.append("turn ends")
+        futures = [batch.submit(sign, name) for name in "ab"]
+        next_turn = loop.create_future()
+
+        def submit_c():  # runs in the next turn
+            events.append("submit c")
+            next_turn.set_result(batch.submit(sign, "c"))
+
+        loop.call_soon(submit_c)
+        events.append("first turn ends")
+        futures.append(await next_turn)
         results = await asyncio.gather(*futures)
-        later = await batch.submit(sign, "d")  # a new turn, a new batch
+        later = await batch.submit(sign, "d")  # a new batch
         return results, later
 
     results, later = asyncio.run(main())
     assert results == ["token a", "token b", "token c"]
     assert later == "token d"
-    assert events == ["turn ends", "sign a", "sign b", "sign c", "sign d"]
+    assert events == ["first turn ends", "submit c", "sign a", "sign b", "sign c", "sign d"]
 
 
 def test_a_failing_call_fails_only_its_own_future_and_a_cancelled_one_is_skipped():

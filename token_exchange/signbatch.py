@@ -4,17 +4,20 @@ A signature is most of an exchange's time (about 240 µs for RS256, where
 the rest of the exchange takes about 200 µs), and it displaces the
 interpreter's working set: after each one the Python code of the request
 runs measurably slower. Under load several exchanges reach the signing
-step in the same turn of the event loop; signing them together at the
-end of the turn pays that once per turn instead of once per exchange
-(bench/RESULTS.md has the figures). An exchange alone pays one more turn
-of the loop, a few microseconds.
+step within a turn or two of the event loop; signing them together pays
+that once per batch instead of once per exchange (bench/RESULTS.md has
+the figures). A batch is signed at the end of the turn after the one
+that opened it: the requests read meanwhile join it (with the
+benchmark's ten connections, batches of about nine where one turn gave
+about five). An exchange alone waits two more turns of the loop, a few
+microseconds.
 """
 
 import asyncio
 
 
 class SignBatch:
-    """Runs the calls submitted during one turn of an event loop one after another, at the end of the turn.
+    """Runs the calls submitted within two turns of an event loop one after another, at the end of the second.
 
     Used on the event loop only. A call that raises fails its own future; the others still run.
     """
@@ -23,11 +26,11 @@ class SignBatch:
         self._pending = []  # (future, function, arguments), in submission order
 
     def submit(self, sign, *args):
-        """A future of sign(*args), run with the other submissions of this turn."""
+        """A future of sign(*args), run with the other submissions of this turn and the next."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not self._pending:
-            loop.call_soon(self._run_pending)
+            loop.call_soon(loop.call_soon, self._run_pending)  # at the end of the next turn
         self._pending.append((future, sign, args))
         return future
 
