@@ -21,4 +21,4 @@ class AutojoinHandler(TokenHandler):
             log.error("key store unavailable for an autojoin exchange: %s", e)
             raise errors.store_unavailable() from None
         self.access_fields = {"org": org}
-        await self.write_token("autojoin", self.issuer.autojoin_token, org)
+        return "autojoin", self.issuer.autojoin_token, (org,)

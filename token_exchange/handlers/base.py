@@ -87,7 +87,7 @@ class TokenHandler(BaseHandler):
     ALLOWED_METHODS = ("POST",)
 
     def set_default_headers(self):
-        # Every answer sets its Content-Type (write_token, write_error): one header less per exchange.
+        # Every answer sets its Content-Type (post, write_error): one header less per exchange.
         self.set_header("X-Content-Type-Options", "nosniff")
 
     def initialize(self, verifier, issuer, sign_batch):
@@ -96,9 +96,27 @@ class TokenHandler(BaseHandler):
         self.sign_batch = sign_batch
 
     async def post(self):
-        await self.exchange(self.api_key_from_body(self.request.body))
+        audience, sign, claims = await self.exchange(self.api_key_from_body(self.request_body()))
+        try:
+            token = await self.sign_batch.submit(sign, *claims)
+        except Exception:
+            log.exception("signing failed for %s", self.request.path)
+            raise errors.failed_to_generate_token() from None
+        # A compact JWS is ASCII letters, digits, "-", "_" and ".": nothing to escape.
+        self.set_header("Content-Type", "application/json")
+        self.finish('{"token":"' + token + '"}\n')
+        metrics = self.application.settings.get("metrics")
+        if metrics is not None:
+            metrics.token_issued(audience)
+
+    def request_body(self):
+        return self.request.body
 
     async def exchange(self, api_key):
+        """Check api_key (errors.ApiError when refused); what to sign for it: (audience, sign, sign's arguments).
+
+        post() signs with the current batch (signbatch) and answers {"token": ...}, or 500 when signing fails.
+        """
         raise NotImplementedError
 
     def api_key_from_body(self, raw):
@@ -112,20 +130,6 @@ class TokenHandler(BaseHandler):
         if not isinstance(api_key, str):
             raise errors.invalid_request_body()
         return api_key
-
-    async def write_token(self, audience, sign, *claims):
-        """Sign with sign(*claims), in this turn's batch, and answer {"token": ...}; 500 when signing fails."""
-        try:
-            token = await self.sign_batch.submit(sign, *claims)
-        except Exception:
-            log.exception("signing failed for %s", self.request.path)
-            raise errors.failed_to_generate_token() from None
-        # A compact JWS is ASCII letters, digits, "-", "_" and ".": nothing to escape.
-        self.set_header("Content-Type", "application/json")
-        self.finish('{"token":"' + token + '"}\n')
-        metrics = self.application.settings.get("metrics")
-        if metrics is not None:
-            metrics.token_issued(audience)
 
 
 # Content-Length as RFC 9110 writes it: ASCII digits only (str.isdigit() also takes "²").
@@ -157,9 +161,13 @@ class DeclaredBodyFits(PathMatches):
     would parse) is for the streamed variant, whose body Tornado leaves alone.
     """
 
+    def __init__(self, path_pattern):
+        super().__init__(path_pattern)
+        if self.regex.groups:
+            raise ValueError("a token endpoint's path has no groups to pass to its handler")
+
     def match(self, request):
-        path_match = super().match(request)  # the path first: it rules out most routes
-        if path_match is None:
+        if self.regex.match(request.path) is None:  # the path first: it rules out most routes
             return None
         headers = request.headers
         length = declared_body_length(headers)
@@ -168,7 +176,7 @@ class DeclaredBodyFits(PathMatches):
         content_types = headers.get_list("Content-Type")
         if content_types and content_types[0].startswith(_FORM_CONTENT_TYPES):
             return None
-        return path_match
+        return {}  # what PathMatches gives for a path without groups: no arguments for the handler
 
 
 class _StreamedBody:
@@ -202,7 +210,10 @@ class _StreamedBody:
     async def post(self):
         if self._finished:  # answered 413 while the body streamed in
             return
-        await self.exchange(self.api_key_from_body(b"".join(self._body_chunks)))
+        await super().post()
+
+    def request_body(self):
+        return b"".join(self._body_chunks)
 
 
 def streamed_handler(token_handler_class):

@@ -29,6 +29,5 @@ class IntegrationHandler(TokenHandler):
         except Throttled as e:
             log.warning("integration key check throttled: %s", e)
             raise errors.key_throttled(e.retry_after_seconds) from None
-        await self.write_token("integration", self.issuer.integration_token, identity.integration_id, identity.key_id,
-                               identity.tier)
+        return "integration", self.issuer.integration_token, (identity.integration_id, identity.key_id, identity.tier)
 
