@@ -41,8 +41,7 @@ def test_service_metrics_expose_the_same_text_in_both_modes():
     for multiprocess in (True, False):  # without PROMETHEUS_MULTIPROC_DIR, prometheus_client keeps values in memory
         metrics = ServiceMetrics(multiprocess=multiprocess)
         for seconds in DURATIONS:
-            metrics.observe_request("POST", "/v0/token/integration", 200, seconds)
-            metrics.token_issued("integration")
+            metrics.observe_request("POST", "/v0/token/integration", 200, seconds)  # a token issued too
             metrics.verifier_events.cache_hit()
         metrics.observe_request("BREW", "/v0/token/autojoin", 405, 0.001)
         metrics.observe_request("GET", "/health", 200, 0.001)  # not a token endpoint: not counted
@@ -50,6 +49,8 @@ def test_service_metrics_expose_the_same_text_in_both_modes():
         texts.append(exposition(metrics.registry))
     assert 'tokenexchange_integration_requests_total{code="200",method="post"} 12.0' in texts[1]
     assert 'tokenexchange_autojoin_requests_total{code="405",method="other"} 1.0' in texts[1]
+    assert 'tokenexchange_tokens_issued_total{audience="integration"} 12.0' in texts[1]
+    assert 'tokens_issued_total{audience="autojoin"}' not in texts[1]
     assert texts[1] == texts[0]
 
 

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from token_exchange.loopmetrics import LoopCounter, LoopHistogram
 from token_exchange.store import KeyStore
 
-# The Go service's metrics: one counter and one histogram per token endpoint.
+# The Go service's metrics: one counter and one histogram per token endpoint (named after its audience).
 ENDPOINT_METRICS = {
     "/v0/token/autojoin": "autojoin",
     "/v0/token/integration": "integration",
@@ -74,28 +74,25 @@ class ServiceMetrics:
         self.verifier_events = VerifierEvents(self)
         # Looking up a labelled child costs more than using it: every request
         # uses the children made by the first request of its kind.
-        self._request_children = {}  # (path, status, method) -> (counter child, histogram child)
-        self._tokens_issued_children = {}  # audience -> counter child
+        # (path, status, method) -> (counter child, histogram child, tokens-issued child or None)
+        self._request_children = {}
 
     def observe_request(self, method, path, status, seconds):
-        """Count a finished request, if it went to a token endpoint."""
+        """Count a finished request, if it went to a token endpoint; a 200 there sent a token."""
         children = self._request_children.get((path, status, method))
         if children is None:
             if path not in self._requests:
                 return
             labels = dict(code=str(status), method=method.lower() if method in KNOWN_METHODS else "other")
-            children = self._requests[path].labels(**labels), self._durations[path].labels(**labels)
+            issued = self.tokens_issued.labels(audience=ENDPOINT_METRICS[path]) if status == 200 else None
+            children = self._requests[path].labels(**labels), self._durations[path].labels(**labels), issued
             if method in KNOWN_METHODS:  # the memo stays as bounded as the labels
                 self._request_children[(path, status, method)] = children
-        counter, histogram = children
+        counter, histogram, issued = children
         counter.inc()
         histogram.observe(seconds)
-
-    def token_issued(self, audience):
-        child = self._tokens_issued_children.get(audience)
-        if child is None:
-            child = self._tokens_issued_children[audience] = self.tokens_issued.labels(audience=audience)
-        child.inc()
+        if issued is not None:
+            issued.inc()
 
     def timed_store(self, store):
         return TimedKeyStore(store, self)

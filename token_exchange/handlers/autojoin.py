@@ -21,4 +21,4 @@ class AutojoinHandler(TokenHandler):
             log.error("key store unavailable for an autojoin exchange: %s", e)
             raise errors.store_unavailable() from None
         self.access_fields = {"org": org}
-        return "autojoin", self.issuer.autojoin_token, (org,)
+        return self.issuer.autojoin_token, (org,)

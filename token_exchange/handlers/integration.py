@@ -29,5 +29,5 @@ class IntegrationHandler(TokenHandler):
         except Throttled as e:
             log.warning("integration key check throttled: %s", e)
             raise errors.key_throttled(e.retry_after_seconds) from None
-        return "integration", self.issuer.integration_token, (identity.integration_id, identity.key_id, identity.tier)
+        return self.issuer.integration_token, (identity.integration_id, identity.key_id, identity.tier)
 
