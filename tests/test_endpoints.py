@@ -19,6 +19,7 @@ def assert_error(response, status, body):
     assert response.status == status
     assert response.body == body.encode()
     assert response.headers["Content-Type"] == TEXT_PLAIN
+    assert response.headers["X-Content-Type-Options"] == "nosniff"  # as Go's http.Error sets it
 
 
 # Successful exchanges, verified as a consumer does, for each key type.

@@ -61,6 +61,7 @@ class BaseHandler(RequestHandler):
         else:
             body = errors.generic_body(status_code)
         self.set_header("Content-Type", errors.TEXT_PLAIN)
+        self.set_header("X-Content-Type-Options", "nosniff")
         self.finish(body)
 
     def log_exception(self, typ, value, tb):
@@ -87,8 +88,9 @@ class TokenHandler(BaseHandler):
     ALLOWED_METHODS = ("POST",)
 
     def set_default_headers(self):
-        # Every answer sets its Content-Type (post, write_error): one header less per exchange.
-        self.set_header("X-Content-Type-Options", "nosniff")
+        # None for every request: post() sets its Content-Type; write_error() sets Content-Type and
+        # X-Content-Type-Options, as Go's http.Error does (a token, JSON for a backend, goes without).
+        pass
 
     def initialize(self, verifier, issuer, sign_batch):
         self.verifier = verifier
