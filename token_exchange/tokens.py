@@ -60,25 +60,23 @@ class TokenIssuer:
         self._key = signing_key
         self._clock = clock
         self._signer = CompactSigner(signing_key, {"alg": signing_key.alg, "kid": signing_key.kid, "typ": "JWT"})
-        self._autojoin_claims = _static_claims(AUTOJOIN)
-        self._integration_claims = _static_claims(INTEGRATION)
+        self._static_claims = {audience: _static_claims(audience) for audience in (AUTOJOIN, INTEGRATION)}
         # Random hex digits not yet used, 32 per jti. Each process draws its
         # own: an issuer is made after any fork (server.serve), never shared.
         self._jti_hex = ""
         self._jti_offset = 0
 
     def autojoin_token(self, org):
-        return self._sign(AUTOJOIN, self._autojoin_claims, '"org":' + _json_string(org))
+        return self._sign(AUTOJOIN, '"org":' + _json_string(org))
 
     def integration_token(self, integration_id, key_id, tier):
-        return self._sign(INTEGRATION, self._integration_claims,
-                          f'"int_id":{_json_string(integration_id)},"key_id":{_json_string(key_id)},'
-                          f'"tier":{int(tier):d}')
+        return self._sign(INTEGRATION, f'"int_id":{_json_string(integration_id)},"key_id":{_json_string(key_id)},'
+                                       f'"tier":{int(tier):d}')
 
-    def _sign(self, audience, static_claims, extra_claims):
+    def _sign(self, audience, extra_claims):
         """extra_claims: the JSON text of the audience's own members, in order."""
         now = int(self._clock())
-        payload = (f'{static_claims}{now + audience.lifetime_seconds},"nbf":{now},"iat":{now},'
+        payload = (f'{self._static_claims[audience]}{now + audience.lifetime_seconds},"nbf":{now},"iat":{now},'
                    f'"jti":"{self._random_jti()}",{extra_claims}}}')
         return self._signer.sign(payload.encode())
 
