@@ -99,6 +99,15 @@ def make_keys(store, count, cost, prefix):
     return keys
 
 
+def service_command(port, key_path, db_path, *flags, program=("-m", "token_exchange")):
+    """The command that starts the service on port with a signing key file and a SQLite store.
+
+    program: what python runs, the service module by default."""
+    # A free metrics port too: the default one may be in use on a shared machine.
+    return [sys.executable, *program, "-port", str(port), "-private-key-path", str(key_path),
+            "-store", f"sqlite:{db_path}", "-prometheusx.listen-address", f"{HOST}:{free_port()}", *flags]
+
+
 def start(argv):
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
 
@@ -153,6 +162,15 @@ async def http_request(port, method, path, body=b""):
 
 def exchange_body(api_key):
     return json.dumps({"api_key": api_key}).encode()
+
+
+def prime_warm_key(ports, body):
+    """One exchange with the warm key on each port, so that no measured round includes its first one."""
+    # "Warm" means the key's secret has verified once already: without this, the first round of each
+    # service would include a bcrypt check and a store read.
+    for port in ports:
+        if asyncio.run(http_request(port, "POST", "/v0/token/integration", body.encode())) != 200:
+            sys.exit("the warm key was refused: the warm figures would not be exchanges")
 
 
 async def cache_miss_run(port, keys, concurrency):
@@ -266,14 +284,9 @@ def main():
         bare_port, port, all_lines_port = free_port(), free_port(), free_port()
         bare = start([sys.executable, str(BARE_SERVER), str(bare_port)])
 
-        def service_command(service_port, *flags):
-            # A free metrics port too: the default one may be in use on a shared machine.
-            return [sys.executable, "-m", "token_exchange", "-port", str(service_port), "-private-key-path",
-                    str(key_path), "-store", f"sqlite:{db_path}", "-prometheusx.listen-address",
-                    f"{HOST}:{free_port()}", *flags]
-        service = start(service_command(port))  # default flags
+        service = start(service_command(port, key_path, db_path))  # default flags
         # The same with an access line for every request, which the default leaves out for successes.
-        all_lines = start(service_command(all_lines_port, "-access-log", "all"))
+        all_lines = start(service_command(all_lines_port, key_path, db_path, "-access-log", "all"))
         try:
             for process, process_port in ((bare, bare_port), (service, port), (all_lines, all_lines_port)):
                 wait_for_port(process_port)
@@ -281,11 +294,7 @@ def main():
             # The machine may be shared: each figure is the best of ROUNDS runs, all of them interleaved.
             body = exchange_body(warm_key).decode()
             rss_start = rss_mb(service.pid)
-            # "Warm" means the key's secret has verified once already: without this exchange first,
-            # the first round of each service would include a bcrypt check and a store read.
-            for process_port in (port, all_lines_port):
-                if asyncio.run(http_request(process_port, "POST", "/v0/token/integration", body.encode())) != 200:
-                    sys.exit("the warm key was refused: the warm figures would not be exchanges")
+            prime_warm_key((port, all_lines_port), body)
             bare_runs, warm_runs, all_lines_runs, sign_runs = [], [], [], []
             for _ in range(ROUNDS):
                 bare_runs.append(wrk(bare_port, "/v0/token/integration", body, seconds, args.connections, workdir))
