@@ -135,6 +135,8 @@ def _parse_json(raw, path):
     except (ValueError, UnicodeDecodeError) as e:
         where = f" (line {e.lineno} column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
         raise KeyFileError(path, f"is not valid JSON{where}") from None
+    except RecursionError:
+        raise KeyFileError(path, "is not valid JSON (nested too deeply)") from None
     if not isinstance(data, dict):
         raise KeyFileError(path, "does not hold a JSON object (expected one private JWK or a JWK Set)")
     return data
@@ -175,7 +177,7 @@ def _checked_jwk(data, path, where, need_private):
 
     curve = data.get("crv") if kty != "RSA" else None
     alg = data.get("alg") or DEFAULT_ALG_BY_KEY.get((kty, curve))
-    if alg not in SUPPORTED_ALGS:
+    if not isinstance(alg, str) or alg not in SUPPORTED_ALGS:  # a list or object cannot even be looked up
         raise KeyFileError(path, f"{where}unsupported algorithm {_shown(alg)} for a {kty} key")
     if SUPPORTED_ALGS[alg] != (kty, curve):
         on_curve = f" on {curve}" if curve else ""
