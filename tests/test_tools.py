@@ -281,6 +281,7 @@ def test_bcrypt_cost_4(tools, zipapp_services, db_path):
     ("-bcrypt-cost", ""),
     ("-key-tier", "-1"),
     ("-key-tier", "gold"),
+    ("-key-tier", str(2**63)),  # beyond the signed 64-bit integers the stores keep
     ("-hash", "md5"),
 ])
 def test_invalid_flag_value_exits_2_with_one_line(tools, db_path, flag, value):

@@ -75,11 +75,18 @@ def _listen_address(value):
     return value
 
 
-def _non_negative_int(value):
+# Datastore and SQLite both keep integers as signed 64-bit.
+MAX_TIER = 2**63 - 1
+
+
+def _tier(value):
     try:
-        return _decimal(value)
+        tier = _decimal(value)
     except ValueError:
-        raise ValueError(f"invalid number {value!r}: expected a whole number of 0 or more") from None
+        tier = -1
+    if not 0 <= tier <= MAX_TIER:
+        raise ValueError(f"invalid tier {value!r}: expected a whole number from 0 to {MAX_TIER}")
+    return tier
 
 
 def _positive_int(value):
@@ -114,7 +121,7 @@ def _non_negative_seconds(value):
 
 port_number = checked(_port, "port")
 listen_address = checked(_listen_address, "listen address")
-non_negative_int = checked(_non_negative_int, "number")
+tier_number = checked(_tier, "tier")
 positive_int = checked(_positive_int, "number")
 store_spec = checked(check_store_spec, "store")
 

@@ -5,7 +5,7 @@ import json
 import logging
 import sys
 
-from token_exchange.cliflags import FlagParser, add_flag, add_store_flag, checked, non_negative_int
+from token_exchange.cliflags import FlagParser, add_flag, add_store_flag, checked, tier_number
 from token_exchange.secrethash import BCRYPT, DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, SCHEMES
 from token_exchange.store import StoreError, is_datastore, open_store
 
@@ -29,7 +29,7 @@ def add_new_key_flags(parser):
     """The flags of a new integration key, as create-integration spells them."""
     add_flag(parser, "key-id", "key ID, starting with ki_ (generated when empty)", default="")
     add_flag(parser, "key-description", "human-readable description of the API key", default="")
-    add_flag(parser, "key-tier", "service tier of the API key", type=non_negative_int, default=0)
+    add_flag(parser, "key-tier", "service tier of the API key", type=tier_number, default=0)
     add_flag(parser, "hash", "how the secret is hashed at rest: bcrypt, or sha256 (readable by the Go service)",
              choices=SCHEMES, default=BCRYPT)
     add_flag(parser, "bcrypt-cost", "bcrypt cost factor", type=checked(_bcrypt_cost, "bcrypt cost"),

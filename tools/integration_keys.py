@@ -13,7 +13,7 @@ every status other than "active", and `activate` sets it back.
 import logging
 
 from token_exchange.apikey import MalformedKey
-from token_exchange.cliflags import add_flag, non_negative_int
+from token_exchange.cliflags import add_flag, tier_number
 from token_exchange.provisioning import add_integration_key
 from token_exchange.store import ACTIVE, DEFAULT_INTEGRATION_NS, StoreError
 from token_exchange.toolcli import (
@@ -58,7 +58,7 @@ def _key_flags(parser):
 
 def _tier_flags(parser):
     _key_flags(parser)
-    add_flag(parser, "key-tier", "the new service tier (required)", type=non_negative_int, default=None)
+    add_flag(parser, "key-tier", "the new service tier (required)", type=tier_number, default=None)
 
 
 COMMANDS = {
