@@ -220,7 +220,7 @@ def test_listen_address_accepts_host_and_port(value):
 
 
 @pytest.mark.parametrize("value", ["", "9990", "localhost", ":", "localhost:", ":x", ":70000", ":-1",
-                                   "localhost:http"])
+                                   "localhost:http", "::1:9990", "[::1:9990", "::1]:9990"])
 def test_listen_address_without_a_valid_port_is_refused(capsys, value):
     line = refused(capsys, [f"-prometheusx.listen-address={value}"])
     assert "listen address" in line or "port" in line

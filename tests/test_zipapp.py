@@ -289,6 +289,23 @@ def test_everything_from_the_environment(zipapp_services, key_file, tmp_path):
 
 # Running, and stopping.
 
+def ipv6_loopback():
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_metrics_served_on_a_bracketed_ipv6_address(zipapp_services):
+    service = zipapp_services.start(metrics_host="[::1]")
+    scraped = request(service.metrics_url, "GET", "/metrics")
+    assert scraped.status == 200
+    assert "tokenexchange_integration_requests" in scraped.text
+
+
 def test_port_already_in_use(service_pyz, zipapp_home, key_file, db_path):
     with socket.socket() as taken:
         taken.bind(("", 0))

@@ -148,21 +148,23 @@ class ZipappServices:
         self._db_path = db_path
         self.started = []
 
-    def launch(self, args, port, env=None):
-        """Start with exactly these arguments (plus a free metrics address); do not wait."""
-        metrics_port = free_port()
-        metrics = ["-prometheusx.listen-address", f"127.0.0.1:{metrics_port}"]
+    def launch(self, args, port, env=None, metrics_host="127.0.0.1"):
+        """Start with exactly these arguments (plus a free metrics address on metrics_host); do not wait.
+
+        metrics_host: as the flag writes it, an IPv6 address in brackets."""
+        metrics_address = f"{metrics_host}:{free_port()}"
+        metrics = ["-prometheusx.listen-address", metrics_address]
         service = ZipappService(self.pyz, [*args, *metrics], self.home, port, env)
-        service.metrics_url = f"http://127.0.0.1:{metrics_port}"
+        service.metrics_url = f"http://{metrics_address}"
         self.started.append(service)
         return service
 
-    def start(self, *extra, key_path=None, store_path=None):
+    def start(self, *extra, key_path=None, store_path=None, metrics_host="127.0.0.1"):
         """Start on the SQLite file (default db_path) with the RS256 key_file; wait until healthy."""
         port = free_port()
         args = ["-store", f"sqlite:{store_path or self._db_path}",
                 "-private-key-path", key_path or self._key_file("RS256"), "-port", port, *extra]
-        return self.launch(args, port).wait_healthy()
+        return self.launch(args, port, metrics_host=metrics_host).wait_healthy()
 
     def stop_all(self):
         for service in self.started:

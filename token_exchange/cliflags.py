@@ -67,11 +67,21 @@ def _port(value):
     return port
 
 
-def _listen_address(value):
+def split_listen_address(value):
+    """(host, port) of a [HOST]:PORT address as Go's net.SplitHostPort reads it: an IPv6 host in brackets
+    ("[::1]:9990"), given without them. An empty host means every interface."""
     host, sep, port = value.rpartition(":")
     if not sep:
         raise ValueError(f"invalid listen address {value!r}: expected [HOST]:PORT")
-    _port(port)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host or "[" in host or "]" in host:
+        raise ValueError(f"invalid listen address {value!r}: an IPv6 host goes in brackets, as in [::1]:9990")
+    return host, _port(port)
+
+
+def _listen_address(value):
+    split_listen_address(value)
     return value
 
 

@@ -18,6 +18,7 @@ import time
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from token_exchange.cliflags import split_listen_address
 from token_exchange.loopmetrics import LoopCounter, LoopHistogram
 from token_exchange.store import KeyStore
 
@@ -193,8 +194,8 @@ def exposition_registry(multiprocess_dir=None):
 
 def start_metrics_server(address, registry):
     """Serve /metrics on a [HOST]:PORT address in a background thread."""
-    host, _, port = address.rpartition(":")
-    prometheus_client.start_http_server(int(port), addr=host or "0.0.0.0", registry=registry)
+    host, port = split_listen_address(address)
+    prometheus_client.start_http_server(port, addr=host or "0.0.0.0", registry=registry)
 
 
 def mark_worker_dead(pid, multiprocess_dir):
