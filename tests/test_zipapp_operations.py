@@ -7,7 +7,9 @@ import os
 import pathlib
 import shlex
 import signal
+import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -19,8 +21,10 @@ from tests.httpclient import exchange, request
 from tests.test_datastore_store import datastore_target, target  # noqa: F401 (fixtures)
 from tests.zipapp_service import (  # noqa: F401 (fixtures)
     START_TIMEOUT_SECONDS,
+    error_line,
     free_port,
     health,
+    run_zipapp,
     zipapp_home,
     zipapp_services,
 )
@@ -287,3 +291,52 @@ def test_sigterm_while_workers_start_stops_the_service_with_status_0(zipapp_serv
     assert settled(lambda: "supervising 2 workers" in service.output(), True), service.output()
     assert service.signal_and_wait(signal.SIGTERM, timeout=30) == 0, service.output()
     assert "exited with status" not in service.output()
+
+
+def test_metrics_address_in_use_stops_the_workers_and_start_up_with_one_line(built_zipapps, zipapp_home,  # noqa: F811
+                                                                             key_file, db_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = "127.0.0.1:%d" % taken.getsockname()[1]
+        done = run_zipapp(built_zipapps["token-exchange"], ["-private-key-path", str(key_file()), "-store",
+                                                            f"sqlite:{db_path}", "-port", free_port(),
+                                                            "-workers", "2", "-prometheusx.listen-address", address],
+                          zipapp_home, timeout=60)
+    assert done.returncode == 1  # as with one process: the workers it had started are stopped first
+    assert error_line(done, "token-exchange") == \
+        f"token-exchange: error: cannot serve metrics on {address}: Address already in use"
+
+
+# The supervisor forks its workers with os.fork wrapped so that a SIGTERM reaches the supervisor
+# right after its first fork, before its second: the moment a signal used to reach only the first.
+SIGTERM_BETWEEN_FORKS = """
+import os, signal, sys
+from token_exchange import server
+real_fork, forked = os.fork, []
+def fork_then_signal():
+    pid = real_fork()
+    if pid:
+        forked.append(pid)
+        if len(forked) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+    return pid
+os.fork = fork_then_signal
+server.main(sys.argv[1:])
+"""
+
+
+def test_sigterm_between_two_forks_stops_every_worker(key_file, db_path):
+    process = subprocess.Popen(
+        [sys.executable, "-c", SIGTERM_BETWEEN_FORKS, "-private-key-path", str(key_file()), "-store",
+         f"sqlite:{db_path}", "-port", str(free_port()), "-workers", "3", "-prometheusx.listen-address",
+         f"127.0.0.1:{free_port()}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the supervisor and any worker the signal missed
+        output, _ = process.communicate()
+        pytest.fail("the supervisor still waited for a worker the signal never reached:\n" + output)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output, output

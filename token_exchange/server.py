@@ -44,6 +44,8 @@ REDACTED = "[redacted]"
 # Environment variables that change where the store connects, logged with the flags.
 STORE_ENVIRONMENT = ("DATASTORE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")
 PR_SET_PDEATHSIG = 1
+# Stop the service: forwarded by the supervisor to every worker.
+STOP_SIGNALS = frozenset((signal.SIGTERM, signal.SIGINT))
 
 
 def fail(message):
@@ -169,16 +171,29 @@ def supervise(config, keys, sockets):
     def forward(signum, frame):
         stopping.append(signum)
         for pid in workers:
-            os.kill(pid, signum)
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:  # reaped by os.wait(), not yet discarded
+                pass
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     try:
-        for _ in range(config.workers):
-            pid = os.fork()
-            if pid == 0:
-                os._exit(worker_child(config, keys, sockets, metrics_dir))
-            workers.add(pid)
+        # Held back while forking: a signal then reaches every worker once all are forked, and no child
+        # runs forward() (on its copy of the supervisor's state) before it has its own handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            for _ in range(config.workers):
+                pid = os.fork()
+                if pid == 0:
+                    status = 1
+                    try:
+                        status = worker_child(config, keys, sockets, metrics_dir)
+                    finally:
+                        os._exit(status)  # whatever happens, a worker never runs the supervisor's code
+                workers.add(pid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         for sock in sockets:
             sock.close()  # the workers accept; the supervisor only waits
         from token_exchange import metrics as metrics_module
@@ -187,8 +202,9 @@ def supervise(config, keys, sockets):
             metrics_module.start_metrics_server(config.prometheusx_listen_address,
                                                 metrics_module.exposition_registry(metrics_dir))
         except OSError as e:
-            log.error("cannot serve metrics on %s: %s", config.prometheusx_listen_address, e.strerror)
             forward(signal.SIGTERM, None)
+            wait_for_workers(workers, stopping, metrics_dir, metrics_module)
+            fail(f"cannot serve metrics on {config.prometheusx_listen_address}: {e.strerror}")
         log.info("supervising %d workers: %s", len(workers), " ".join(map(str, sorted(workers))))
         return wait_for_workers(workers, stopping, metrics_dir, metrics_module)
     finally:
@@ -215,13 +231,14 @@ def wait_for_workers(workers, stopping, metrics_dir, metrics_module):
 
 
 def worker_child(config, keys, sockets, metrics_dir):
-    """Body of a forked worker; never returns into the supervisor's code."""
-    # Until serve() takes the signals over, a worker stopped while starting
-    # has no request to finish: it exits 0, as a stopped service should.
-    signal.signal(signal.SIGTERM, stop_before_serving)
-    signal.signal(signal.SIGINT, stop_before_serving)
-    die_with_parent()
+    """Body of a forked worker: its exit status."""
     try:
+        # Until serve() takes the signals over, a worker stopped while starting
+        # has no request to finish: it exits 0, as a stopped service should.
+        signal.signal(signal.SIGTERM, stop_before_serving)
+        signal.signal(signal.SIGINT, stop_before_serving)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the supervisor while it forks
+        die_with_parent()
         return run_worker(config, keys, sockets, metrics_dir)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
