@@ -346,6 +346,70 @@ def test_sigterm_lets_a_request_in_flight_finish(zipapp_services, integration_ke
     assert service.process.wait(30) == 0
 
 
+def test_sigterm_waits_for_a_body_still_arriving(zipapp_services, integration_key):
+    # The headers come before the signal and the body after it: the request was under way, so it is
+    # answered, as Go's Shutdown answers a connection that has started a request.
+    key = integration_key()
+    service = zipapp_services.start()
+    body = json.dumps({"api_key": key.api_key}).encode()
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as conn:
+        conn.sendall(b"POST /v0/token/integration HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        time.sleep(0.2)
+        service.process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)  # the service is shutting down meanwhile
+        conn.sendall(body)
+        answer = b""
+        while chunk := conn.recv(65536):  # until the service closes the connection
+            answer += chunk
+    head, _, token_body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), answer
+    assert "token" in json.loads(token_body)
+    assert service.process.wait(30) == 0
+
+
+def test_a_request_read_during_shutdown_is_answered_with_connection_close(zipapp_services, integration_key):
+    # A kept-alive connection sends its next request while another request keeps the service shutting down.
+    key = integration_key()
+    slow_key = integration_key("slow", bcrypt_cost=14)  # about a second of bcrypt: in flight throughout
+    service = zipapp_services.start()
+    kept = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+    slow = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+    try:
+        kept.request("POST", "/v0/token/integration", json.dumps({"api_key": key.api_key}))
+        first = kept.getresponse()
+        first.read()
+        assert first.getheader("Connection") is None  # kept alive before the signal
+        slow.request("POST", "/v0/token/integration", json.dumps({"api_key": slow_key.api_key}))
+        time.sleep(0.1)
+        service.process.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        kept.request("POST", "/v0/token/integration", json.dumps({"api_key": key.api_key}))
+        during = kept.getresponse()
+        assert during.status == 200
+        assert "token" in json.loads(during.read())
+        assert during.getheader("Connection") == "close"  # no more requests on this connection
+        assert slow.getresponse().status == 200
+    finally:
+        kept.close()
+        slow.close()
+    assert service.process.wait(30) == 0
+
+
+def test_sigterm_does_not_wait_for_an_idle_kept_alive_connection(zipapp_services, integration_key):
+    key = integration_key()
+    service = zipapp_services.start()
+    conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+    try:
+        conn.request("POST", "/v0/token/integration", json.dumps({"api_key": key.api_key}))
+        assert conn.getresponse().read()  # answered; the connection stays open, idle
+        started = time.monotonic()
+        service.process.send_signal(signal.SIGTERM)
+        assert service.process.wait(25) == 0  # well within the 30 s grace: idle connections are closed
+        assert time.monotonic() - started < 10
+    finally:
+        conn.close()
+
+
 def revoke(db_path, key_id):
     with sqlite3.connect(db_path) as conn:
         conn.execute("UPDATE integration_keys SET status = 'revoked' WHERE key_id = ?", (key_id,))

@@ -154,6 +154,9 @@ async def serve(config, keys, store, metrics, sockets):
     await stop.wait()
     log.info("shutting down: %d requests in flight, waiting up to %g s", in_flight.count, config.shutdown_grace)
     server.stop()  # no new connections
+    # As Go's Shutdown: a request read from now on is answered with "Connection: close", so its client
+    # sends no more on that connection; connections left idle are closed once the requests are done.
+    server.conn_params.no_keep_alive = True
     if not await in_flight.wait_idle(config.shutdown_grace):
         log.warning("shutdown grace period over: dropping %d requests in flight", in_flight.count)
     await server.close_all_connections()

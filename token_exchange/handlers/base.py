@@ -28,11 +28,16 @@ class BaseHandler(RequestHandler):
     # Shutdown waits for the requests counted here.
     _in_flight = None
 
-    def prepare(self):
-        in_flight = self.application.settings.get("in_flight")
+    def __init__(self, application, request, **kwargs):
+        super().__init__(application, request, **kwargs)
+        # Counted from here, not from prepare(): the request's reading stops counting as this handler
+        # is made (inflight.CountedRequest), and prepare() comes a turn of the event loop later.
+        in_flight = application.settings.get("in_flight")
         if in_flight is not None:
             self._in_flight = in_flight
             in_flight.started()
+
+    def prepare(self):
         if self.request.method not in self.ALLOWED_METHODS:
             raise errors.method_not_allowed(self.ALLOWED_METHODS)
 
