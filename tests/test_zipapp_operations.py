@@ -340,3 +340,27 @@ def test_sigterm_between_two_forks_stops_every_worker(key_file, db_path):
         pytest.fail("the supervisor still waited for a worker the signal never reached:\n" + output)
     assert process.returncode == 0, output
     assert "Traceback" not in output, output
+
+
+# The service sends itself a signal while loading its signing key, before it serves.
+SIGNAL_WHILE_STARTING = """
+import os, signal, sys
+from token_exchange import server
+real_load_key_set, signum = server.load_key_set, getattr(signal, sys.argv.pop(1))
+def load_then_signal(path):
+    keys = real_load_key_set(path)
+    os.kill(os.getpid(), signum)
+    return keys
+server.load_key_set = load_then_signal
+server.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_starting_stops_the_service_with_status_0(key_file, db_path, signal_name):
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_WHILE_STARTING, signal_name, "-private-key-path", str(key_file()), "-store",
+         f"sqlite:{db_path}", "-port", str(free_port()), "-prometheusx.listen-address", f"127.0.0.1:{free_port()}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

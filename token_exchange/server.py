@@ -72,6 +72,10 @@ def redact(name, value):
 
 
 def main(argv=None):
+    # Until serving takes the signals over (serve(), or the supervisor forwarding them), a service
+    # stopped while it starts has no request to finish: it exits 0, with no traceback.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop_before_serving)
     config = parse_config(argv)
     setup_logging(config.log_format or default_format())
     try:
