@@ -24,7 +24,7 @@ from tests.httpclient import exchange, request
 from tests.zipapp_service import free_port, run_zipapp, zipapp_home, zipapp_services  # noqa: F401 (fixtures)
 from token_exchange.apikey import format_integration_key, generate_autojoin_key, generate_secret
 from token_exchange.secrethash import hash_secret
-from token_exchange.store import open_store
+from token_exchange.store import StoreUnavailable, open_store
 
 PROJECT = "test-project"
 INTEGRATION_NS = "client-integration"
@@ -235,6 +235,37 @@ def test_store_fault_is_503_and_service_recovers(client, ds_service, fault_serve
     fault_server.heal()
     assert exchange(service.base_url, "integration", integration_key).status == 200
     assert exchange(service.base_url, "autojoin", autojoin_key).status == 200
+
+
+def test_a_datastore_error_quoting_an_autojoin_key_never_shows_it(client, ds_service, fault_server, caplog):
+    # Datastore's error texts may name the entities they concern, and an autojoin key names its entity:
+    # each failure below quotes the key of the operation that fails.
+    def quoting(key):
+        return f'too much contention on these datastore entities: [Organization "{org}", APIKey "{key}"]'
+
+    org = unique("org")
+    autojoin_key = seed_autojoin_key(client, org)
+    new_key = generate_autojoin_key()
+    service = ds_service()
+    fault_server.fail_with(grpc.StatusCode.INTERNAL, details=quoting(autojoin_key))
+    with caplog.at_level(logging.INFO):
+        assert_503_within_deadline(service, "autojoin", autojoin_key)
+    store = open_store("datastore", project=PROJECT, timeout_seconds=STORE_TIMEOUT)
+    try:
+        fault_server.fail_with(grpc.StatusCode.INTERNAL, details=quoting(new_key))
+        with pytest.raises(StoreUnavailable) as adding:
+            store.add_autojoin_key(org, new_key)
+        fault_server.fail_with(grpc.StatusCode.INTERNAL, details=quoting(autojoin_key), methods=["Commit"])
+        with pytest.raises(StoreUnavailable) as deleting:
+            store.delete_autojoin_key(hashlib.sha256(autojoin_key.encode()).hexdigest()[:12])
+    finally:
+        fault_server.heal()
+        store.close()
+    logged = [r.getMessage() for r in caplog.records if "datastore" in r.getMessage()]
+    assert len(logged) == 1
+    for message in (*logged, str(adding.value), str(deleting.value)):
+        assert '[Organization "%s", APIKey "[redacted]"]' % org in message, message
+        assert autojoin_key not in message and new_key not in message, message
 
 
 def test_store_down_is_503_and_service_reconnects_when_it_returns(ds_service, fault_server, monkeypatch):

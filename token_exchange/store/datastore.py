@@ -139,8 +139,8 @@ class DatastoreKeyStore(KeyStore):
             timeout=self.timeout_seconds,
         )
 
-    def _unavailable(self, operation, error):
-        return StoreUnavailable(f"datastore {operation} failed: {type(error).__name__}: {error}")
+    def _unavailable(self, operation, error, secret=None):
+        return StoreUnavailable(_without(f"datastore {operation} failed: {type(error).__name__}: {error}", secret))
 
     def _integration_key_path(self, integration_id, key_id):
         return self.client.key(INTEGRATION_META_KIND, integration_id, INTEGRATION_KEY_KIND, key_id,
@@ -174,7 +174,7 @@ class DatastoreKeyStore(KeyStore):
         try:
             results = list(query.fetch(limit=1, **self._call_options()))
         except _CALL_FAILED as e:
-            raise self._unavailable("query", e) from None
+            raise self._unavailable("query", e, api_key) from None
         if not results or results[0].key.parent is None:
             return None
         return results[0].key.parent.name
@@ -188,8 +188,10 @@ class DatastoreKeyStore(KeyStore):
 
     # Write path (tools): entities exactly as the Go tools write them.
 
-    def _write(self, operation, fn):
-        """Run fn(read, transaction) in one transaction, every call bounded like the reads."""
+    def _write(self, operation, fn, secret=None):
+        """Run fn(read, transaction) in one transaction, every call bounded like the reads.
+
+        secret: an autojoin key the written entities are named after, kept out of error messages."""
         options = self._call_options()
         transaction = self.client.transaction()
 
@@ -206,9 +208,9 @@ class DatastoreKeyStore(KeyStore):
                     transaction.rollback(**options)
                 raise
         except api_exceptions.Conflict as e:  # ABORTED: a concurrent writer
-            raise AlreadyExists(f"datastore {operation}: {e}") from None
+            raise AlreadyExists(_without(f"datastore {operation}: {e}", secret)) from None
         except _CALL_FAILED as e:
-            raise self._unavailable(operation, e) from None
+            raise self._unavailable(operation, e, secret) from None
         return result
 
     def ensure_integration(self, integration_id, description=""):
@@ -257,7 +259,7 @@ class DatastoreKeyStore(KeyStore):
                 raise NotFound(f"organization {org!r} does not exist")
             transaction.put(self._entity(key, {"created_at": _now(), "key": api_key}))
 
-        self._write("create autojoin key", create)
+        self._write("create autojoin key", create, secret=api_key)
 
     # Lifecycle (tools).
 
@@ -353,7 +355,7 @@ class DatastoreKeyStore(KeyStore):
             transaction.delete(key)
             return self._autojoin_key_sha256(entity)
 
-        key_sha256 = self._write("delete autojoin key", delete)
+        key_sha256 = self._write("delete autojoin key", delete, secret=key.name)
         return key.parent.name, fingerprint_of(key_sha256)
 
     @staticmethod
@@ -364,3 +366,9 @@ class DatastoreKeyStore(KeyStore):
 
     def close(self):
         self.client.close()
+
+
+def _without(message, secret):
+    """message with secret (an autojoin key, which names its entity) replaced: Datastore's error texts may
+    quote the keys of the entities they concern."""
+    return message if not secret else message.replace(secret, "[redacted]")
