@@ -23,7 +23,6 @@ request rates include; a busy host still slows the code itself.
 """
 
 import argparse
-import json
 import os
 import pathlib
 import statistics
@@ -31,8 +30,7 @@ import sys
 import tempfile
 
 import run_bench
-from run_bench import HOST, free_port, make_keys, pin, start, wait_for_port
-from token_exchange.signingkey import generate_private_jwk, load_key_set
+from run_bench import free_port, make_keys, pin, start, wait_for_port
 from token_exchange.store.sqlite import SQLiteKeyStore
 
 BENCH = pathlib.Path(__file__).resolve().parent
@@ -69,9 +67,7 @@ def main():
     print(f"machine: {run_bench.machine_description()}", flush=True)
 
     with tempfile.TemporaryDirectory() as workdir:
-        key_path = pathlib.Path(workdir) / "jwk-priv.json"
-        key_path.write_text(json.dumps(generate_private_jwk("RS256")))
-        signing_key = load_key_set(str(key_path)).signing_key
+        key_path, signing_key = run_bench.write_signing_key(workdir)
         db_path = pathlib.Path(workdir) / "keys.db"
         store = SQLiteKeyStore(str(db_path))
         warm_key = make_keys(store, 1, 4, "warm")[0]  # bcrypt's lowest cost: only the first exchange checks it

@@ -85,6 +85,13 @@ def machine_description():
 
 # Keys and the processes under test.
 
+def write_signing_key(workdir):
+    """A new RS256 signing key file in workdir: its path and the loaded key."""
+    key_path = pathlib.Path(workdir) / "jwk-priv.json"
+    key_path.write_text(json.dumps(generate_private_jwk("RS256")))
+    return key_path, load_key_set(str(key_path)).signing_key
+
+
 def make_keys(store, count, cost, prefix):
     """count integration keys with bcrypt at cost; their API keys. Hashing uses every core."""
     secrets = [apikey.generate_secret() for _ in range(count)]
@@ -264,9 +271,7 @@ def main():
     print(f"machine: {machine_description()}", flush=True)
 
     with tempfile.TemporaryDirectory() as workdir:
-        key_path = pathlib.Path(workdir) / "jwk-priv.json"
-        key_path.write_text(json.dumps(generate_private_jwk("RS256")))
-        signing_key = load_key_set(str(key_path)).signing_key
+        key_path, signing_key = write_signing_key(workdir)
         db_path = pathlib.Path(workdir) / "keys.db"
         store = SQLiteKeyStore(str(db_path))
         print(f"creating {miss_keys + 1} keys at bcrypt cost {args.bcrypt_cost} ...", flush=True)
