@@ -94,10 +94,8 @@ def main():
                     if micros is None:
                         sys.exit(f"{name}: some requests failed, its figure would not be a request's")
                     figures[name].append(micros)
-                all_cores = os.sched_getaffinity(0)
-                pin(os.getpid(), {0})
-                figures["signature alone"].append(1e6 * run_bench.signature_seconds(signing_key))
-                pin(os.getpid(), all_cores)
+                figures["signature alone"].append(1e6 * run_bench.on_server_core(run_bench.signature_seconds,
+                                                                                 signing_key))
         finally:
             for process in servers.values():
                 process.terminate()

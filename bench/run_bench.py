@@ -128,6 +128,16 @@ def pin(pid, cpus):
             pass
 
 
+def on_server_core(fn, *args):
+    """fn(*args) run on core 0, where the servers under test run (see main), then back on every core."""
+    all_cores = os.sched_getaffinity(0)
+    pin(os.getpid(), {0})
+    try:
+        return fn(*args)
+    finally:
+        pin(os.getpid(), all_cores)
+
+
 # wrk: warm exchanges and bare requests.
 
 def wrk(port, path, body, seconds, connections, workdir):
@@ -281,10 +291,7 @@ def main():
 
         # The request-rate figures run one server on the first core and wrk on another, so the
         # signature is timed on that first core too; bcrypt is timed on one core as well.
-        all_cores = os.sched_getaffinity(0)
-        pin(os.getpid(), {0})
-        t_bcrypt = bcrypt_seconds(args.bcrypt_cost)
-        pin(os.getpid(), all_cores)
+        t_bcrypt = on_server_core(bcrypt_seconds, args.bcrypt_cost)
 
         bare_port, port, all_lines_port = free_port(), free_port(), free_port()
         bare = start([sys.executable, str(BARE_SERVER), str(bare_port)])
@@ -306,9 +313,7 @@ def main():
                 warm_runs.append(wrk(port, "/v0/token/integration", body, seconds, args.connections, workdir))
                 all_lines_runs.append(wrk(all_lines_port, "/v0/token/integration", body, seconds, args.connections,
                                           workdir))
-                pin(os.getpid(), {0})
-                sign_runs.append(signature_seconds(signing_key))
-                pin(os.getpid(), all_cores)
+                sign_runs.append(on_server_core(signature_seconds, signing_key))
             all_lines.terminate()
             if any(run["failed"] for run in bare_runs):
                 # A 404 with its log line is no bare request (runs 1 to 8 measured exactly that).
@@ -328,7 +333,7 @@ def main():
                 warm["failed"] += more["failed"]
                 rss_series.append((served, rss_mb(service.pid)))
 
-            pin(service.pid, all_cores)
+            pin(service.pid, os.sched_getaffinity(0))  # every core this script may use
             # The same work without the service, just before and after, shows what the
             # machine gives right now when other load shares it.
             raw_before = threaded_bcrypt_rate(args.bcrypt_cost, 4 * cores)
