@@ -10,12 +10,12 @@ import sys
 import threading
 
 import pytest
-import tornado.httpserver
 import tornado.testing
 
 from token_exchange.app import make_app
-from token_exchange.inflight import RequestsInFlight
 from token_exchange.handlers.ready import store_probe
+from token_exchange.httpserver import ServiceHTTPServer
+from token_exchange.inflight import RequestsInFlight
 from token_exchange.metrics import ServiceMetrics
 from token_exchange.provisioning import create_autojoin_key, create_integration_key
 from token_exchange.signingkey import generate_private_jwk, load_key_set
@@ -78,8 +78,9 @@ class RunningService:
     """The real application on a real socket, its loop in a background thread."""
 
     def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, store_timeout=3.0, store=None,
-                 key_cache_ttl=0, verifier_options=None, public_jwks=None, access_log="all", **store_options):
-        """verifier_options go to KeyVerifier (verify, events, clock, ...).
+                 key_cache_ttl=0, verifier_options=None, public_jwks=None, access_log="all", server_options=None,
+                 **store_options):
+        """verifier_options go to KeyVerifier (verify, events, clock, ...); server_options to ServiceHTTPServer.
 
         key_cache_ttl is 0 unless given, so tests see each store change at once; access_log is
         "all" unless given, so tests see the line of every request.
@@ -98,6 +99,7 @@ class RunningService:
         sock, self.port = tornado.testing.bind_unused_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._sock = sock
+        self._server_options = server_options or {}
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -106,7 +108,8 @@ class RunningService:
     def _run(self):
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.server = tornado.httpserver.HTTPServer(self.app, max_body_size=64 * 1024)
+        self.server = ServiceHTTPServer(self.app, in_flight=self.in_flight, max_body_size=64 * 1024,
+                                        **self._server_options)
         self.server.add_sockets([self._sock])
         self.loop.call_soon(self._started.set)
         self.loop.run_forever()

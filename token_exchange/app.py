@@ -9,7 +9,6 @@ from token_exchange.handlers.health import HealthHandler
 from token_exchange.handlers.integration import IntegrationHandler
 from token_exchange.handlers.jwks import JWKSHandler, jwks_body
 from token_exchange.handlers.ready import ReadyHandler
-from token_exchange.inflight import CountedRequest
 from token_exchange.requestlog import DEFAULT_ACCESS_LOG, RequestLog
 from token_exchange.signbatch import SignBatch
 
@@ -31,7 +30,7 @@ def make_app(verifier, issuer, public_jwks, readiness_probe=None, metrics=None, 
     ]
     if readiness_probe is not None:
         routes.append((r"/ready", ReadyHandler, dict(probe=readiness_probe)))
-    return ServiceApplication(
+    return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
         log_function=RequestLog(metrics, access_log),
@@ -39,11 +38,3 @@ def make_app(verifier, issuer, public_jwks, readiness_probe=None, metrics=None, 
         in_flight=in_flight,
     )
 
-
-class ServiceApplication(tornado.web.Application):
-    """The Application, counting each request in flight from its headers on (settings["in_flight"])."""
-
-    def start_request(self, server_conn, request_conn):
-        delegate = super().start_request(server_conn, request_conn)
-        in_flight = self.settings.get("in_flight")
-        return delegate if in_flight is None else CountedRequest(delegate, in_flight)

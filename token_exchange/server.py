@@ -16,7 +16,6 @@ import signal
 import sys
 import tempfile
 
-import tornado.httpserver
 import tornado.netutil
 
 from token_exchange.app import make_app
@@ -24,6 +23,7 @@ from token_exchange.hashpool import make_hash_executor
 from token_exchange.config import parse_config
 from token_exchange.handlers.base import MAX_BODY_BYTES
 from token_exchange.handlers.ready import store_probe
+from token_exchange.httpserver import ServiceHTTPServer
 from token_exchange.inflight import RequestsInFlight
 from token_exchange.logs import default_format, setup_logging
 from token_exchange.signingkey import KeyFileError, load_key_set
@@ -147,7 +147,7 @@ async def serve(config, keys, store, metrics, sockets):
     app = make_app(verifier, TokenIssuer(keys.signing_key), keys.public_jwks,
                    readiness_probe=store_probe(store, store_executor, config.store_timeout),
                    metrics=metrics, in_flight=in_flight, access_log=config.access_log)
-    server = tornado.httpserver.HTTPServer(app, max_body_size=MAX_BODY_BYTES)
+    server = ServiceHTTPServer(app, in_flight=in_flight, max_body_size=MAX_BODY_BYTES)
     server.add_sockets(sockets)
     log.info("listening on port %d (metrics on %s)", config.port, config.prometheusx_listen_address)
 

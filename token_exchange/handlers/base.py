@@ -31,7 +31,7 @@ class BaseHandler(RequestHandler):
     def __init__(self, application, request, **kwargs):
         super().__init__(application, request, **kwargs)
         # Counted from here, not from prepare(): the request's reading stops counting as this handler
-        # is made (inflight.CountedRequest), and prepare() comes a turn of the event loop later.
+        # is made (httpserver.ServedRequest), and prepare() comes a turn of the event loop later.
         in_flight = application.settings.get("in_flight")
         if in_flight is not None:
             self._in_flight = in_flight
