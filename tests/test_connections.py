@@ -1,13 +1,19 @@
-"""The HTTP server's connections, over real sockets: idle ones are closed, busy ones kept, Nagle stays off."""
+"""The HTTP server's connections, over real sockets: idle ones are closed, busy ones kept, Nagle stays off,
+and every answer carries a current Date and no Server header."""
 
 import concurrent.futures
+import datetime
+import email.utils
 import http.client
 import json
 import socket
 import time
 
+from tests.httpclient import request
 from tests.test_verification import CountingVerify
+from token_exchange.handlers.base import HTTPDate
 from token_exchange.httpserver import IdleConnections
+from tornado.httputil import format_timestamp
 
 IDLE_TIMEOUT = 0.5
 
@@ -104,6 +110,26 @@ def test_nagle_stays_off_on_a_connection_across_requests(service, integration_ke
         assert options and all(options)
     finally:
         conn.close()
+
+
+def test_answers_carry_the_current_date_and_no_server_header(service):
+    for method, path in (("GET", "/health"), ("GET", "/.well-known/jwks.json"), ("POST", "/v0/token/integration"),
+                         ("GET", "/nowhere")):
+        before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+        response = request(service.base_url, method, path, "{}" if method == "POST" else None)
+        after = datetime.datetime.now(datetime.timezone.utc)
+        assert before <= email.utils.parsedate_to_datetime(response.headers["Date"]) <= after
+        assert response.headers["Date"].endswith(" GMT")
+        assert "Server" not in response.headers
+
+
+def test_the_date_is_formatted_once_a_second():
+    clock = iter([100.0, 100.2, 100.999, 101.0, 101.5]).__next__
+    date = HTTPDate(clock)
+    first = date()
+    assert first == format_timestamp(100) and date() is first and date() is first
+    assert date() == format_timestamp(101) == "Thu, 01 Jan 1970 00:01:41 GMT"
+    assert date() == format_timestamp(101)
 
 
 class Closable:
