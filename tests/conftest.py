@@ -108,8 +108,7 @@ class RunningService:
     def _run(self):
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.server = ServiceHTTPServer(self.app, in_flight=self.in_flight, max_body_size=64 * 1024,
-                                        **self._server_options)
+        self.server = ServiceHTTPServer(self.app, max_body_size=64 * 1024, **self._server_options)
         self.server.add_sockets([self._sock])
         self.loop.call_soon(self._started.set)
         self.loop.run_forever()

@@ -9,6 +9,7 @@ from token_exchange.handlers.health import HealthHandler
 from token_exchange.handlers.integration import IntegrationHandler
 from token_exchange.handlers.jwks import JWKSHandler, jwks_body
 from token_exchange.handlers.ready import ReadyHandler
+from token_exchange.inflight import RequestsInFlight
 from token_exchange.requestlog import DEFAULT_ACCESS_LOG, RequestLog
 from token_exchange.signbatch import SignBatch
 
@@ -16,7 +17,11 @@ from token_exchange.signbatch import SignBatch
 def make_app(verifier, issuer, public_jwks, readiness_probe=None, metrics=None, in_flight=None,
              access_log=DEFAULT_ACCESS_LOG):
     """readiness_probe: an async callable raising StoreUnavailable unless the store answers.
+    in_flight: the RequestsInFlight that shutdown waits on (a new one if None); the server counts
+    requests in it from their headers (httpserver), the handlers until they have answered.
     access_log: which requests leave an access line (requestlog.ACCESS_LOG_CHOICES)."""
+    if in_flight is None:
+        in_flight = RequestsInFlight()
     token_deps = dict(verifier=verifier, issuer=issuer, sign_batch=SignBatch())
     routes = [
         # A body that declares a length that fits is read whole; any other streams in (see DeclaredBodyFits).

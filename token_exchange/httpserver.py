@@ -30,19 +30,25 @@ MAX_SWEEP_INTERVAL_SECONDS = 60.0
 
 
 class ServiceHTTPServer(tornado.httpserver.HTTPServer):
-    """HTTPServer(app, in_flight=RequestsInFlight(), idle_connection_timeout=seconds, other HTTPServer options)."""
+    """ServiceHTTPServer(app, idle_connection_timeout=seconds, other HTTPServer options).
 
-    def initialize(self, request_callback, *, in_flight, idle_connection_timeout=IDLE_CONNECTION_TIMEOUT_SECONDS,
-                   **kwargs):
+    Requests are counted in the application's settings["in_flight"] (a RequestsInFlight), which its
+    handlers count on.
+    """
+
+    def initialize(self, request_callback, *, idle_connection_timeout=None, **kwargs):
+        # None or 0 means the default, as for Tornado's HTTPServer.
+        idle_connection_timeout = idle_connection_timeout or IDLE_CONNECTION_TIMEOUT_SECONDS
         super().initialize(request_callback, idle_connection_timeout=idle_connection_timeout, **kwargs)
         self.conn_params.header_timeout = None  # no timer per request: IdleConnections sweeps instead
-        self._in_flight = in_flight
+        self._in_flight = request_callback.settings["in_flight"]
         self._idle = IdleConnections(idle_connection_timeout)
         self._sweep = PeriodicCallback(self._idle.sweep, 1000 * self._idle.sweep_interval)
 
     def add_sockets(self, sockets):
         super().add_sockets(sockets)
-        self._sweep.start()  # on the event loop that serves the sockets
+        if not self._sweep.is_running():  # add_socket() and listen() come here too, once per call
+            self._sweep.start()  # on the event loop that serves the sockets
 
     async def close_all_connections(self):
         self._sweep.stop()

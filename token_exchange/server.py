@@ -147,7 +147,7 @@ async def serve(config, keys, store, metrics, sockets):
     app = make_app(verifier, TokenIssuer(keys.signing_key), keys.public_jwks,
                    readiness_probe=store_probe(store, store_executor, config.store_timeout),
                    metrics=metrics, in_flight=in_flight, access_log=config.access_log)
-    server = ServiceHTTPServer(app, in_flight=in_flight, max_body_size=MAX_BODY_BYTES)
+    server = ServiceHTTPServer(app, max_body_size=MAX_BODY_BYTES)
     server.add_sockets(sockets)
     log.info("listening on port %d (metrics on %s)", config.port, config.prometheusx_listen_address)
 

@@ -25,15 +25,14 @@ class HTTPDate:
 
     def __init__(self, clock=time.time):
         self._clock = clock
-        self._second = None
-        self._text = ""
+        self._cached = (None, "")  # (second, its text), replaced whole: a thread never sees half of it
 
     def __call__(self):
         second = int(self._clock())
-        if second != self._second:
-            self._text = httputil.format_timestamp(second)
-            self._second = second
-        return self._text
+        cached = self._cached
+        if cached[0] != second:
+            cached = self._cached = (second, httputil.format_timestamp(second))
+        return cached[1]
 
 
 _http_date = HTTPDate()
