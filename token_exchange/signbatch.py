@@ -1,7 +1,7 @@
 """Signing the tokens of a turn or two of the event loop back to back.
 
 A signature is most of an exchange's time (about 240 µs for RS256, where
-the rest of the exchange takes about 200 µs), and it displaces the
+the rest of the exchange takes about 180 µs), and it displaces the
 interpreter's working set: after each one the code that runs next is
 slower for a while. Under load several exchanges reach the signing step
 within a turn or two of the event loop; signing them one after another
