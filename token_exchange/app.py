@@ -42,4 +42,3 @@ def make_app(verifier, issuer, public_jwks, readiness_probe=None, metrics=None, 
         metrics=metrics,
         in_flight=in_flight,
     )
-

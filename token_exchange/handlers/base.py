@@ -61,10 +61,8 @@ class BaseHandler(RequestHandler):
         super().__init__(application, request, **kwargs)
         # Counted from here, not from prepare(): the request's reading stops counting as this handler
         # is made (httpserver.ServedRequest), and prepare() comes a turn of the event loop later.
-        in_flight = application.settings.get("in_flight")
-        if in_flight is not None:
-            self._in_flight = in_flight
-            in_flight.started()
+        self._in_flight = application.settings["in_flight"]  # make_app always gives one
+        self._in_flight.started()
 
     def prepare(self):
         if self.request.method not in self.ALLOWED_METHODS:
