@@ -30,9 +30,9 @@ build_pyz() {  # name entry-point
         --entry-point "$2" --output-file "dist/$1.pyz" --reproducible --no-modify
     echo "built dist/$1.pyz"
 }
-build_pyz token-exchange token_exchange.server:main
-build_pyz create-integration token_exchange_tools.create_integration:main
-build_pyz create-autojoin-key token_exchange_tools.create_autojoin_key:main
-build_pyz integration-keys token_exchange_tools.integration_keys:main
-build_pyz autojoin-keys token_exchange_tools.autojoin_keys:main
-build_pyz generate-jwk token_exchange_tools.generate_jwk:main
+build_pyz token-exchange token_exchange.cli.service:main
+build_pyz create-integration token_exchange.tools.create_integration:main
+build_pyz create-autojoin-key token_exchange.tools.create_autojoin_key:main
+build_pyz integration-keys token_exchange.tools.integration_keys:main
+build_pyz autojoin-keys token_exchange.tools.autojoin_keys:main
+build_pyz generate-jwk token_exchange.tools.generate_jwk:main

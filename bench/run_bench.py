@@ -33,8 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from token_exchange import apikey  # noqa: E402
-from token_exchange.signingkey import generate_private_jwk, load_key_set  # noqa: E402
+from token_exchange.verification import apikey  # noqa: E402
+from token_exchange.signing.keyfile import generate_private_jwk, load_key_set  # noqa: E402
 from token_exchange.store.sqlite import SQLiteKeyStore  # noqa: E402
 
 HOST = "127.0.0.1"  # the benchmark only ever targets this machine

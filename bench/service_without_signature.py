@@ -12,7 +12,8 @@ import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from token_exchange import jwssigner, server  # noqa: E402
+from token_exchange.cli import service as server
+from token_exchange.signing import jws as jwssigner  # noqa: E402
 
 _real_signature_function = jwssigner._signature_function
 

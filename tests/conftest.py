@@ -12,16 +12,16 @@ import threading
 import pytest
 import tornado.testing
 
-from token_exchange.app import make_app
-from token_exchange.handlers.ready import store_probe
-from token_exchange.httpserver import ServiceHTTPServer
-from token_exchange.inflight import RequestsInFlight
-from token_exchange.metrics import ServiceMetrics
-from token_exchange.provisioning import create_autojoin_key, create_integration_key
-from token_exchange.signingkey import generate_private_jwk, load_key_set
+from token_exchange.web.app import make_app
+from token_exchange.web.handlers.ready import store_probe
+from token_exchange.web.connections import ServiceHTTPServer
+from token_exchange.web.inflight import RequestsInFlight
+from token_exchange.observability.metrics import ServiceMetrics
+from token_exchange.tools.provisioning import create_autojoin_key, create_integration_key
+from token_exchange.signing.keyfile import generate_private_jwk, load_key_set
 from token_exchange.store.sqlite import SQLiteKeyStore
-from token_exchange.tokens import TokenIssuer
-from token_exchange.verifier import KeyVerifier
+from token_exchange.signing.tokens import TokenIssuer
+from token_exchange.verification.verifier import KeyVerifier
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DIST = ROOT / "dist"

@@ -5,8 +5,8 @@ import re
 import pytest
 
 from tests.httpclient import exchange
-from token_exchange import apikey
-from token_exchange.apikey import MalformedKey, parse_integration_key
+from token_exchange.verification import apikey
+from token_exchange.verification.apikey import MalformedKey, parse_integration_key
 
 SECRET = "s" * 43
 

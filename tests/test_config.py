@@ -3,7 +3,7 @@ environment variables, and one clear line on stderr (exit 2) for bad input."""
 
 import pytest
 
-from token_exchange.config import parse_config
+from token_exchange.cli.config import parse_config
 
 # SPEC.md's configuration table, plus -store and the operational flags: (flag, env var, attribute, default, another valid value, parsed).
 FLAGS = [

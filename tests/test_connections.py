@@ -11,8 +11,8 @@ import time
 
 from tests.httpclient import request
 from tests.test_verification import CountingVerify
-from token_exchange.handlers.base import HTTPDate
-from token_exchange.httpserver import IdleConnections
+from token_exchange.web.handlers.base import HTTPDate
+from token_exchange.web.connections import IdleConnections
 from tornado.httputil import format_timestamp
 
 IDLE_TIMEOUT = 0.5

@@ -22,8 +22,8 @@ from tests.consumer import verify_token
 from tests.datastore_server import DatastoreTestServer
 from tests.httpclient import exchange, request
 from tests.zipapp_service import free_port, run_zipapp, zipapp_home, zipapp_services  # noqa: F401 (fixtures)
-from token_exchange.apikey import format_integration_key, generate_autojoin_key, generate_secret
-from token_exchange.secrethash import hash_secret
+from token_exchange.verification.apikey import format_integration_key, generate_autojoin_key, generate_secret
+from token_exchange.verification.secrethash import hash_secret
 from token_exchange.store import StoreUnavailable, open_store
 
 PROJECT = "test-project"

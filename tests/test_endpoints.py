@@ -7,9 +7,9 @@ import pytest
 from tests.conftest import ALGS
 from tests.consumer import fetch_jwks, token_header, verify_token
 from tests.httpclient import exchange, request
-from token_exchange.signingkey import PRIVATE_PARAMS
+from token_exchange.signing.keyfile import PRIVATE_PARAMS
 from token_exchange.store import StoreUnavailable
-from token_exchange.tokens import TokenIssuer
+from token_exchange.signing.tokens import TokenIssuer
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 ENDPOINTS = ("integration", "autojoin")

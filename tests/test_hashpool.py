@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from token_exchange.hashpool import make_hash_executor
+from token_exchange.verification.hashpool import make_hash_executor
 
 
 def own_niceness():

@@ -36,7 +36,7 @@ from tests.test_datastore_store import (  # noqa: F401 (fixtures)
 )
 from tests.test_tools import tools  # noqa: F401 (fixture)
 from tests.zipapp_service import error_line, run_zipapp, zipapp_home, zipapp_services  # noqa: F401
-from token_exchange.apikey import generate_autojoin_key
+from token_exchange.verification.apikey import generate_autojoin_key
 from token_exchange.store.sqlite import SQLiteKeyStore
 
 # The README's bound: the record cache time (default 5 s), plus slack for a loaded machine.

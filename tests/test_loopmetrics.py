@@ -6,8 +6,8 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from token_exchange.loopmetrics import LoopCounter, LoopHistogram
-from token_exchange.metrics import ServiceMetrics
+from token_exchange.observability.loopmetrics import LoopCounter, LoopHistogram
+from token_exchange.observability.metrics import ServiceMetrics
 
 # Durations at, just above and below bucket bounds, zero, and beyond the last finite bound.
 DURATIONS = (0.0, 0.004, 0.005, 0.0050001, 0.01, 0.3, 0.75, 2.5, 9.99, 10.0, 11.0, 120.0)

@@ -20,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.consumer import verify_token
 from tests.httpclient import exchange, request
-from token_exchange.logs import JSONFormatter, TextFormatter, setup_logging
-from token_exchange.server import REDACTED, effective_configuration
+from token_exchange.observability.logs import JSONFormatter, TextFormatter, setup_logging
+from token_exchange.cli.service import REDACTED, effective_configuration
 from token_exchange.store import StoreUnavailable
 
 ALLOWED_LABELS = {"code", "method", "operation", "audience", "result", "le"}

@@ -8,7 +8,7 @@ import pytest
 
 from tests.consumer import token_header, verify_token
 from tests.httpclient import exchange, request
-from token_exchange.signingkey import PRIVATE_PARAMS, generate_private_jwk
+from token_exchange.signing.keyfile import PRIVATE_PARAMS, generate_private_jwk
 
 
 def public_half(private):

@@ -12,7 +12,7 @@ from tests.consumer import fetch_jwks, token_header, verify_token
 from tests.httpclient import exchange, request
 from tests.test_tools import tools  # noqa: F401
 from tests.zipapp_service import only_line, zipapp_home, zipapp_services  # noqa: F401
-from token_exchange.signingkey import PRIVATE_PARAMS
+from token_exchange.signing.keyfile import PRIVATE_PARAMS
 
 PROG = "generate-jwk"
 

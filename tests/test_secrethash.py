@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from token_exchange.secrethash import hash_scheme, hash_secret, verify_secret
+from token_exchange.verification.secrethash import hash_scheme, hash_secret, verify_secret
 
 SECRET = b"WLYjJ6QuheXnPAyeVLjeDA9Ee6P4h1IIUsAkqXFZas8"
 

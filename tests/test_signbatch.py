@@ -5,7 +5,7 @@ import concurrent.futures
 
 from tests.consumer import verify_token
 from tests.httpclient import exchange
-from token_exchange.signbatch import SignBatch
+from token_exchange.signing.signbatch import SignBatch
 
 
 def test_calls_of_a_turn_and_the_next_run_together_after_them_in_order():

@@ -6,7 +6,7 @@ import re
 import pytest
 from jwcrypto import jwk
 
-from token_exchange.signingkey import (
+from token_exchange.signing.keyfile import (
     PRIVATE_PARAMS,
     KeyFileError,
     generate_private_jwk,

@@ -8,8 +8,8 @@ import pytest
 
 from tests.conftest import TEST_BCRYPT_COST
 from tests.httpclient import exchange
-from token_exchange.provisioning import create_autojoin_key, create_integration_key
-from token_exchange.secrethash import sha256_hex
+from token_exchange.tools.provisioning import create_autojoin_key, create_integration_key
+from token_exchange.verification.secrethash import sha256_hex
 from token_exchange.store import AlreadyExists, NotFound, StoreError, StoreUnavailable, open_store
 from token_exchange.store.sqlite import SQLiteKeyStore
 

@@ -6,8 +6,8 @@ import uuid
 import pytest
 from jwcrypto import jwk, jws, jwt
 
-from token_exchange.signingkey import SUPPORTED_ALGS, parse_key_set
-from token_exchange.tokens import JTI_BATCH, TokenIssuer
+from token_exchange.signing.keyfile import SUPPORTED_ALGS, parse_key_set
+from token_exchange.signing.tokens import JTI_BATCH, TokenIssuer
 
 NOW = 1_700_000_000
 # One key per key type and size, shared by the algorithms that use it.

@@ -12,10 +12,10 @@ import time
 
 from tests.consumer import verify_token
 from tests.httpclient import exchange, request
-from token_exchange.admission import MAX_CONCURRENT_PER_KEY, MAX_FAILURES_PER_KEY
-from token_exchange.secrethash import SHA256, hash_secret, verify_secret
-from token_exchange.verifier import VerifierEvents
-from token_exchange.verifycache import VerificationCache
+from token_exchange.verification.admission import MAX_CONCURRENT_PER_KEY, MAX_FAILURES_PER_KEY
+from token_exchange.verification.secrethash import SHA256, hash_secret, verify_secret
+from token_exchange.verification.verifier import VerifierEvents
+from token_exchange.verification.verifycache import VerificationCache
 
 
 class CountingVerify:

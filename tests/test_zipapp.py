@@ -28,7 +28,7 @@ from tests.zipapp_service import (  # noqa: F401 (fixtures)
     zipapp_home,
     zipapp_services,
 )
-from token_exchange.signingkey import PRIVATE_PARAMS
+from token_exchange.signing.keyfile import PRIVATE_PARAMS
 
 PROG = "token-exchange"
 FLAGS = ("-port", "-private-key-path", "-platform-ns", "-client-integration-ns", "-project-id",

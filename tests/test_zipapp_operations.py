@@ -28,7 +28,7 @@ from tests.zipapp_service import (  # noqa: F401 (fixtures)
     zipapp_home,
     zipapp_services,
 )
-from token_exchange.provisioning import create_integration_key
+from token_exchange.tools.provisioning import create_integration_key
 from token_exchange.store.datastore import DatastoreKeyStore
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -312,7 +312,7 @@ def test_metrics_address_in_use_stops_the_workers_and_start_up_with_one_line(bui
 # right after its first fork, before its second: the moment a signal used to reach only the first.
 SIGTERM_BETWEEN_FORKS = """
 import os, signal, sys
-from token_exchange import server
+from token_exchange.cli import service as server
 real_fork, forked = os.fork, []
 def fork_then_signal():
     pid = real_fork()
@@ -345,7 +345,7 @@ def test_sigterm_between_two_forks_stops_every_worker(key_file, db_path):
 # The service sends itself a signal while loading its signing key, before it serves.
 SIGNAL_WHILE_STARTING = """
 import os, signal, sys
-from token_exchange import server
+from token_exchange.cli import service as server
 real_load_key_set, signum = server.load_key_set, getattr(signal, sys.argv.pop(1))
 def load_then_signal(path):
     keys = real_load_key_set(path)

@@ -1,3 +1,3 @@
-from token_exchange.server import main
+from token_exchange.cli.service import main
 
 main()

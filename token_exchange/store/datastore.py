@@ -54,7 +54,7 @@ from token_exchange.store.base import (
     fingerprint_of,
     pick_by_fingerprint,
 )
-from token_exchange.secrethash import hash_scheme, sha256_hex
+from token_exchange.verification.secrethash import hash_scheme, sha256_hex
 
 INTEGRATION_META_KIND = "IntegrationMeta"
 INTEGRATION_KEY_KIND = "IntegrationAPIKey"

@@ -16,7 +16,7 @@ import sqlite3
 import threading
 import time
 
-from token_exchange.secrethash import hash_scheme, sha256_hex
+from token_exchange.verification.secrethash import hash_scheme, sha256_hex
 from token_exchange.store.base import (
     ACTIVE,
     DEFAULT_INTEGRATION_NS,

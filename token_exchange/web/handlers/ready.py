@@ -7,8 +7,8 @@ is unreachable. /health stays as the Go service has it: the process answers.
 import asyncio
 import logging
 
-from token_exchange.handlers import errors
-from token_exchange.handlers.base import BaseHandler
+from token_exchange.web import errors
+from token_exchange.web.handlers.base import BaseHandler
 from token_exchange.store import StoreUnavailable
 
 log = logging.getLogger("token_exchange.handlers")

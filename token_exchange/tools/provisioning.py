@@ -6,8 +6,8 @@ hash reaches the store.
 
 from dataclasses import dataclass
 
-from token_exchange import apikey
-from token_exchange.secrethash import BCRYPT, DEFAULT_BCRYPT_COST, hash_secret
+from token_exchange.verification import apikey
+from token_exchange.verification.secrethash import BCRYPT, DEFAULT_BCRYPT_COST, hash_secret
 
 
 @dataclass(frozen=True)

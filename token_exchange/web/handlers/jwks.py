@@ -2,7 +2,7 @@
 
 import json
 
-from token_exchange.handlers.base import BaseHandler
+from token_exchange.web.handlers.base import BaseHandler
 
 
 def jwks_body(public_jwks):

@@ -18,8 +18,8 @@ import time
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from token_exchange.cliflags import split_listen_address
-from token_exchange.loopmetrics import LoopCounter, LoopHistogram
+from token_exchange.cli.flags import split_listen_address
+from token_exchange.observability.loopmetrics import LoopCounter, LoopHistogram
 from token_exchange.store import KeyStore
 
 # The Go service's metrics: one counter and one histogram per token endpoint (named after its audience).

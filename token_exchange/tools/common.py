@@ -5,8 +5,8 @@ import json
 import logging
 import sys
 
-from token_exchange.cliflags import FlagParser, add_flag, add_store_flag, checked, tier_number
-from token_exchange.secrethash import BCRYPT, DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, SCHEMES
+from token_exchange.cli.flags import FlagParser, add_flag, add_store_flag, checked, tier_number
+from token_exchange.verification.secrethash import BCRYPT, DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, SCHEMES
 from token_exchange.store import StoreError, is_datastore, open_store
 
 SAVE_WARNING = "IMPORTANT: Save the API key now. It cannot be retrieved later."

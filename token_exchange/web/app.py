@@ -3,15 +3,15 @@
 import tornado.web
 from tornado.routing import Rule
 
-from token_exchange.handlers.autojoin import AutojoinHandler
-from token_exchange.handlers.base import DeclaredBodyFits, NotFoundHandler, streamed_handler
-from token_exchange.handlers.health import HealthHandler
-from token_exchange.handlers.integration import IntegrationHandler
-from token_exchange.handlers.jwks import JWKSHandler, jwks_body
-from token_exchange.handlers.ready import ReadyHandler
-from token_exchange.inflight import RequestsInFlight
-from token_exchange.requestlog import DEFAULT_ACCESS_LOG, RequestLog
-from token_exchange.signbatch import SignBatch
+from token_exchange.web.handlers.autojoin import AutojoinHandler
+from token_exchange.web.handlers.base import DeclaredBodyFits, NotFoundHandler, streamed_handler
+from token_exchange.web.handlers.health import HealthHandler
+from token_exchange.web.handlers.integration import IntegrationHandler
+from token_exchange.web.handlers.jwks import JWKSHandler, jwks_body
+from token_exchange.web.handlers.ready import ReadyHandler
+from token_exchange.web.inflight import RequestsInFlight
+from token_exchange.web.accesslog import DEFAULT_ACCESS_LOG, RequestLog
+from token_exchange.signing.signbatch import SignBatch
 
 
 def make_app(verifier, issuer, public_jwks, readiness_probe=None, metrics=None, in_flight=None,

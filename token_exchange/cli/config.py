@@ -2,8 +2,8 @@
 
 import os
 
-from token_exchange.admission import DEFAULT_MAX_PENDING
-from token_exchange.cliflags import (
+from token_exchange.verification.admission import DEFAULT_MAX_PENDING
+from token_exchange.cli.flags import (
     FlagParser,
     add_flag,
     add_store_flag,
@@ -13,9 +13,9 @@ from token_exchange.cliflags import (
     positive_int,
     positive_seconds,
 )
-from token_exchange.logs import FORMATS
-from token_exchange.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS
-from token_exchange.requestlog import ACCESS_LOG_CHOICES, DEFAULT_ACCESS_LOG
+from token_exchange.observability.logs import FORMATS
+from token_exchange.verification.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS
+from token_exchange.web.accesslog import ACCESS_LOG_CHOICES, DEFAULT_ACCESS_LOG
 from token_exchange.store import DEFAULT_INTEGRATION_NS, DEFAULT_PLATFORM_NS
 
 DEFAULT_PRIVATE_KEY_PATH = "/secrets/jwk-priv.json"

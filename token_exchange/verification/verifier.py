@@ -7,7 +7,7 @@ bounds how long a revoked or changed key keeps working. A secret that has
 matched its stored hash once is remembered (as a keyed digest, never the
 secret) so later requests skip bcrypt: a warm exchange never leaves the
 loop. A bcrypt check runs on the hashing pool, admitted only within the
-limits of token_exchange.admission; concurrent requests with the same
+limits of token_exchange.verification.admission; concurrent requests with the same
 secret for the same hash share one check.
 """
 
@@ -15,13 +15,13 @@ import asyncio
 import time
 from typing import NamedTuple
 
-from token_exchange.admission import (DEFAULT_MAX_PENDING, MAX_FAILURES_PER_KEY, Admission, Overloaded, Refused,
+from token_exchange.verification.admission import (DEFAULT_MAX_PENDING, MAX_FAILURES_PER_KEY, Admission, Overloaded, Refused,
                                       Throttled)
-from token_exchange.apikey import MalformedKey, check_autojoin_key, parse_integration_key
-from token_exchange.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS, RecordCache
-from token_exchange.secrethash import BCRYPT, hash_scheme, verify_secret
+from token_exchange.verification.apikey import MalformedKey, check_autojoin_key, parse_integration_key
+from token_exchange.verification.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS, RecordCache
+from token_exchange.verification.secrethash import BCRYPT, hash_scheme, verify_secret
 from token_exchange.store import ACTIVE, StoreUnavailable
-from token_exchange.verifycache import VerificationCache
+from token_exchange.verification.verifycache import VerificationCache
 
 __all__ = ["DEFAULT_KEY_CACHE_TTL_SECONDS", "IntegrationIdentity", "InvalidKey", "KeyVerifier", "Overloaded",
            "Refused", "Throttled", "VerifierEvents", "parse_presented_integration_key"]

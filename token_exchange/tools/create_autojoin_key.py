@@ -5,10 +5,10 @@
 
 import logging
 
-from token_exchange.cliflags import FlagParser, add_flag
-from token_exchange.provisioning import create_autojoin_key
+from token_exchange.cli.flags import FlagParser, add_flag
+from token_exchange.tools.provisioning import create_autojoin_key
 from token_exchange.store import DEFAULT_PLATFORM_NS, StoreError
-from token_exchange.toolcli import add_store_flags, die, open_tool_store, print_created, start
+from token_exchange.tools.common import add_store_flags, die, open_tool_store, print_created, start
 
 PROG = "create-autojoin-key"
 log = logging.getLogger(PROG)

@@ -6,11 +6,11 @@
 
 import logging
 
-from token_exchange.apikey import MalformedKey
-from token_exchange.cliflags import FlagParser, add_flag
-from token_exchange.provisioning import create_integration_key
+from token_exchange.verification.apikey import MalformedKey
+from token_exchange.cli.flags import FlagParser, add_flag
+from token_exchange.tools.provisioning import create_integration_key
 from token_exchange.store import DEFAULT_INTEGRATION_NS, StoreError
-from token_exchange.toolcli import (
+from token_exchange.tools.common import (
     add_new_key_flags,
     add_store_flags,
     die,

@@ -10,9 +10,9 @@ autojoin keys); the organisation and its other keys stay.
 
 import re
 
-from token_exchange.cliflags import add_flag
+from token_exchange.cli.flags import add_flag
 from token_exchange.store import DEFAULT_PLATFORM_NS, MIN_FINGERPRINT_PREFIX, StoreError
-from token_exchange.toolcli import (
+from token_exchange.tools.common import (
     add_json_flag,
     add_store_flags,
     choose_command,

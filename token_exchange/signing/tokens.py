@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from token_exchange.jwssigner import CompactSigner
+from token_exchange.signing.jws import CompactSigner
 
 ISSUER = "token-exchange"
 

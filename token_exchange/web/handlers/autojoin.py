@@ -2,10 +2,10 @@
 
 import logging
 
-from token_exchange.handlers import errors
-from token_exchange.handlers.base import TokenHandler
+from token_exchange.web import errors
+from token_exchange.web.handlers.base import TokenHandler
 from token_exchange.store import StoreUnavailable
-from token_exchange.verifier import InvalidKey
+from token_exchange.verification.verifier import InvalidKey
 
 log = logging.getLogger("token_exchange.handlers")
 

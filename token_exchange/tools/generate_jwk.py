@@ -14,8 +14,8 @@ written atomically with mode 0600. A one-key file becomes a JWK Set
 
 import json
 
-from token_exchange.cliflags import FlagParser, add_flag
-from token_exchange.signingkey import (
+from token_exchange.cli.flags import FlagParser, add_flag
+from token_exchange.signing.keyfile import (
     GENERATE_ALGS,
     KeyFileError,
     generate_private_jwk,
@@ -24,7 +24,7 @@ from token_exchange.signingkey import (
     replace_key_file,
     write_private_jwk,
 )
-from token_exchange.toolcli import die, start
+from token_exchange.tools.common import die, start
 
 PROG = "generate-jwk"
 

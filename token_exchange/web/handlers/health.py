@@ -1,6 +1,6 @@
 """GET /health: the process answers. Says nothing about the key store."""
 
-from token_exchange.handlers.base import BaseHandler
+from token_exchange.web.handlers.base import BaseHandler
 
 
 class HealthHandler(BaseHandler):

@@ -9,7 +9,7 @@ from tornado import httputil
 from tornado.routing import PathMatches
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
-from token_exchange.handlers import errors
+from token_exchange.web import errors
 
 log = logging.getLogger("token_exchange.handlers")
 

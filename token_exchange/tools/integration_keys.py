@@ -12,11 +12,11 @@ every status other than "active", and `activate` sets it back.
 
 import logging
 
-from token_exchange.apikey import MalformedKey
-from token_exchange.cliflags import add_flag, tier_number
-from token_exchange.provisioning import add_integration_key
+from token_exchange.verification.apikey import MalformedKey
+from token_exchange.cli.flags import add_flag, tier_number
+from token_exchange.tools.provisioning import add_integration_key
 from token_exchange.store import ACTIVE, DEFAULT_INTEGRATION_NS, StoreError
-from token_exchange.toolcli import (
+from token_exchange.tools.common import (
     add_json_flag,
     add_new_key_flags,
     add_store_flags,

@@ -18,18 +18,18 @@ import tempfile
 
 import tornado.netutil
 
-from token_exchange.app import make_app
-from token_exchange.hashpool import make_hash_executor
-from token_exchange.config import parse_config
-from token_exchange.handlers.base import MAX_BODY_BYTES
-from token_exchange.handlers.ready import store_probe
-from token_exchange.httpserver import ServiceHTTPServer
-from token_exchange.inflight import RequestsInFlight
-from token_exchange.logs import default_format, setup_logging
-from token_exchange.signingkey import KeyFileError, load_key_set
+from token_exchange.web.app import make_app
+from token_exchange.verification.hashpool import make_hash_executor
+from token_exchange.cli.config import parse_config
+from token_exchange.web.handlers.base import MAX_BODY_BYTES
+from token_exchange.web.handlers.ready import store_probe
+from token_exchange.web.connections import ServiceHTTPServer
+from token_exchange.web.inflight import RequestsInFlight
+from token_exchange.observability.logs import default_format, setup_logging
+from token_exchange.signing.keyfile import KeyFileError, load_key_set
 from token_exchange.store import StoreError, open_store
-from token_exchange.tokens import TokenIssuer
-from token_exchange.verifier import KeyVerifier
+from token_exchange.signing.tokens import TokenIssuer
+from token_exchange.verification.verifier import KeyVerifier
 
 log = logging.getLogger("token_exchange")
 
@@ -109,7 +109,7 @@ def bind(port):
 def run_worker(config, keys, sockets, metrics_dir):
     """Serve on the bound sockets until signalled; the exit status."""
     # Imported only now: with workers, prometheus_client must see PROMETHEUS_MULTIPROC_DIR.
-    from token_exchange import metrics as metrics_module
+    from token_exchange.observability import metrics as metrics_module
 
     try:
         store = open_store(config.store, project=config.project_id, integration_ns=config.client_integration_ns,
@@ -203,7 +203,7 @@ def supervise(config, keys, sockets):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         for sock in sockets:
             sock.close()  # the workers accept; the supervisor only waits
-        from token_exchange import metrics as metrics_module
+        from token_exchange.observability import metrics as metrics_module
 
         try:
             metrics_module.start_metrics_server(config.prometheusx_listen_address,

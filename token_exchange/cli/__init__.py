@@ -1,0 +1,1 @@
+"""The service's command line: Go-style flags, its configuration, start-up and workers."""

@@ -1,0 +1,1 @@
+"""The signing key file, the tokens' claims, and compact JWS signatures."""

@@ -1,0 +1,1 @@
+"""The operator tools (create-integration and the others) and what they share."""

@@ -1,0 +1,1 @@
+"""Checking presented API keys: key formats, secret hashes, caches, admission of bcrypt checks."""

@@ -1,0 +1,1 @@
+"""The HTTP side: the application and its routes, connections, handlers, error answers, access log."""

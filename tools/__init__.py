@@ -1,1 +1,0 @@
-"""Operator tools, installed as the package token_exchange_tools."""
