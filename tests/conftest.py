@@ -13,7 +13,7 @@ import pytest
 import tornado.testing
 
 from token_exchange.web.app import make_app
-from token_exchange.web.handlers.ready import store_probe
+from token_exchange.web.body import MAX_BODY_BYTES
 from token_exchange.web.connections import ServiceHTTPServer
 from token_exchange.web.inflight import RequestsInFlight
 from token_exchange.observability.metrics import ServiceMetrics
@@ -88,14 +88,14 @@ class RunningService:
         self.signing_key = signing_key
         self.metrics = ServiceMetrics()  # a registry of its own
         self.in_flight = RequestsInFlight()
-        self.store = self.metrics.timed_store(store or SQLiteKeyStore(str(store_path), **store_options))
+        self.key_store = store or SQLiteKeyStore(str(store_path), **store_options)
+        self.store = self.metrics.timed_store(self.key_store)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
         verifier_options = {"key_cache_ttl": key_cache_ttl, "events": self.metrics.verifier_events,
                             **(verifier_options or {})}
         self.verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout, **verifier_options)
         self.app = make_app(self.verifier, issuer_factory(signing_key), public_jwks or [signing_key.public_jwk],
-                            readiness_probe=store_probe(self.store, self.executor, store_timeout),
-                            metrics=self.metrics, in_flight=self.in_flight, access_log=access_log)
+                            in_flight=self.in_flight, metrics=self.metrics, access_log=access_log)
         sock, self.port = tornado.testing.bind_unused_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._sock = sock
@@ -108,7 +108,8 @@ class RunningService:
     def _run(self):
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.server = ServiceHTTPServer(self.app, max_body_size=64 * 1024, **self._server_options)
+        self.server = ServiceHTTPServer(self.app, in_flight=self.in_flight, max_body_size=MAX_BODY_BYTES,
+                                        **self._server_options)
         self.server.add_sockets([self._sock])
         self.loop.call_soon(self._started.set)
         self.loop.run_forever()

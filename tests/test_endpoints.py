@@ -260,9 +260,13 @@ def test_unknown_path_is_404(service, path):
 
 # 500 and 503.
 
-class FailingIssuer(TokenIssuer):
-    def _sign(self, audience, extra_claims):
+class FailingSigner:
+    def sign(self, payload):
         raise RuntimeError("signing backend failed")
+
+
+def FailingIssuer(signing_key):
+    return TokenIssuer(signing_key, signer=FailingSigner())
 
 
 def test_signing_failure_is_500(start_service, integration_key, autojoin_key):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from tests.consumer import verify_token
 from tests.httpclient import Response, exchange, request
-from token_exchange.web.handlers.base import MAX_BODY_BYTES
+from token_exchange.web.body import MAX_BODY_BYTES
 
 ENDPOINTS = ("integration", "autojoin")
 TEXT_PLAIN = "text/plain; charset=utf-8"

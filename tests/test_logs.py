@@ -17,6 +17,7 @@ import traceback
 import pytest
 
 from tests.httpclient import request
+from token_exchange.signing.tokens import SigningFailed, TokenIssuer
 
 LOGGERS = ("", "token_exchange", "token_exchange.access", "token_exchange.handlers", "tornado",
            "tornado.access", "tornado.application", "tornado.general", "asyncio")
@@ -204,15 +205,13 @@ def test_exchanges_refusals_and_odd_requests_log_no_secret(start_service, check_
     assert "autojoin key refused: unknown autojoin key" in refused
 
 
-class FailingIssuer:
-    def __init__(self, signing_key):
-        self.signing_key = signing_key
-
-    def autojoin_token(self, org):
+class FailingSigner:
+    def sign(self, payload):
         raise RuntimeError("boom")
 
-    def integration_token(self, integration_id, key_id, tier):
-        raise RuntimeError("boom")
+
+def FailingIssuer(signing_key):
+    return TokenIssuer(signing_key, signer=FailingSigner())
 
 
 def test_signing_failure_logs_the_error_but_no_secret(start_service, check_logs, integration_key, autojoin_key):
@@ -230,7 +229,8 @@ def test_signing_failure_logs_the_error_but_no_secret(start_service, check_logs,
     assert [r.getMessage() for r in failures] == ["signing failed for /v0/token/integration",
                                                   "signing failed for /v0/token/autojoin"]
     for record in failures:
-        assert record.exc_info[0] is RuntimeError
+        assert record.exc_info[0] is SigningFailed
+        assert isinstance(record.exc_info[1].__cause__, RuntimeError)
         assert "boom" in record_text(record)
     assert_secret_list_is_complete(check, "integration key secret", "stored key hash", "autojoin API key",
                                    "private JWK parameter d")
@@ -245,7 +245,7 @@ def test_unavailable_store_logs_the_error_but_no_secret(start_service, check_log
     check.exchange("integration", key, 200)
 
     # Every later read fails inside the real store, whichever thread makes it.
-    with sqlite3.connect(service.store.path) as conn:
+    with sqlite3.connect(service.key_store.path) as conn:
         conn.execute("DROP TABLE integration_keys")
         conn.execute("DROP TABLE autojoin_keys")
     check.exchange("integration", key, 503)
@@ -255,8 +255,8 @@ def test_unavailable_store_logs_the_error_but_no_secret(start_service, check_log
     check.assert_access_lines()
     errors = check.messages("token_exchange.handlers", logging.ERROR)
     assert len(errors) == 2
-    assert errors[0].startswith("key store unavailable for an integration exchange: sqlite read failed")
-    assert errors[1].startswith("key store unavailable for an autojoin exchange: sqlite read failed")
+    assert errors[0].startswith("key store unavailable (integration): sqlite read failed")
+    assert errors[1].startswith("key store unavailable (autojoin): sqlite read failed")
 
 
 def test_unexpected_store_error_logs_a_traceback_but_no_secret(start_service, check_logs, integration_key,

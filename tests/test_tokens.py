@@ -1,4 +1,4 @@
-"""Tokens signed without jwcrypto's JWS object, verified with jwcrypto as consumers do."""
+"""Tokens signed by TokenIssuer (CompactSigner), verified with jwcrypto as consumers do."""
 
 import json
 import uuid
@@ -7,7 +7,8 @@ import pytest
 from jwcrypto import jwk, jws, jwt
 
 from token_exchange.signing.keyfile import SUPPORTED_ALGS, parse_key_set
-from token_exchange.signing.tokens import JTI_BATCH, TokenIssuer
+from token_exchange.signing.tokens import TokenIssuer
+from token_exchange.verification.verifier import IntegrationIdentity
 
 NOW = 1_700_000_000
 # One key per key type and size, shared by the algorithms that use it.
@@ -38,7 +39,7 @@ def verified_claims(token, signing_key, audience):
 def test_every_supported_algorithm_signs_tokens_jwcrypto_verifies(alg, private_keys):
     signing_key = signing_key_for(alg, private_keys)
     issuer = TokenIssuer(signing_key, clock=lambda: NOW + 0.9)
-    token = issuer.integration_token("acme", "key-1", 2)
+    token = issuer.integration_token(IntegrationIdentity("acme", "key-1", 2))
     claims = verified_claims(token, signing_key, "integration")
     jti = claims.pop("jti")
     assert str(uuid.UUID(jti)) == jti
@@ -71,7 +72,7 @@ def test_claims_that_need_escaping_survive(private_keys):
 def test_every_token_gets_its_own_jti(private_keys):
     signing_key = signing_key_for("ES256", private_keys)
     issuer = TokenIssuer(signing_key, clock=lambda: NOW)
-    tokens = [issuer.integration_token("acme", "key-1", 0) for _ in range(20)]
+    tokens = [issuer.integration_token(IntegrationIdentity("acme", "key-1", 0)) for _ in range(20)]
     jtis = {verified_claims(t, signing_key, "integration")["jti"] for t in tokens}
     assert len(jtis) == 20
 
@@ -81,7 +82,7 @@ def test_payload_is_compact_json_in_claim_order(text, private_keys):
     signing_key = signing_key_for("EdDSA", private_keys)
     issuer = TokenIssuer(signing_key, clock=lambda: NOW + 0.5)
     for token, audience, lifetime, own in (
-            (issuer.integration_token(text, f"ki_{text}", 3), "integration", 20,
+            (issuer.integration_token(IntegrationIdentity(text, f"ki_{text}", 3)), "integration", 20,
              {"int_id": text, "key_id": f"ki_{text}", "tier": 3}),
             (issuer.autojoin_token(text), "autojoin", 3600, {"org": text})):
         verified_claims(token, signing_key, audience)  # a consumer accepts it
@@ -103,8 +104,7 @@ def jws_payload(token):
 def test_jti_is_a_random_version_4_uuid(private_keys):
     signing_key = signing_key_for("EdDSA", private_keys)
     issuer = TokenIssuer(signing_key, clock=lambda: NOW)
-    # Random bytes are drawn JTI_BATCH tokens at a time: cross a few refills.
-    count = 3 * JTI_BATCH + 7
+    count = 500
     jtis = [json.loads(jws_payload(issuer.autojoin_token("org")))["jti"] for _ in range(count)]
     parsed = [uuid.UUID(jti) for jti in jtis]
     assert [str(u) for u in parsed] == jtis

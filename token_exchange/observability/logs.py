@@ -28,40 +28,17 @@ def _fields(record):
 
 
 class JSONFormatter(logging.Formatter):
-    """One JSON object per line: severity, message, time, logger, pid, then the fields.
-
-    Every request writes a line, so what repeats is encoded once: the text
-    before the message for each severity, the logger name and pid after
-    the time, and the time's text up to the second while the second lasts.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self._encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
-        self._heads = {}  # levelname -> '{"severity": ..., "message": '
-        self._tails = {}  # (logger name, pid) -> ', "logger": ..., "pid": ...'
-        self._second = None
-        self._second_text = ""
+    """One JSON object per line: severity, message, time, logger, pid, then the fields."""
 
     def format(self, record):
         message = record.getMessage()
         if record.exc_info:
             message += "\n" + self.formatException(record.exc_info)
-        head = self._heads.get(record.levelname)
-        if head is None:
-            head = self._heads[record.levelname] = f'{{"severity": {self._encode(record.levelname)}, "message": '
-        tail = self._tails.get((record.name, record.process))
-        if tail is None:
-            tail = self._tails[(record.name, record.process)] = (
-                f', "logger": {self._encode(record.name)}, "pid": {self._encode(record.process)}')
-        second = int(record.created)
-        if second != self._second:
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
         # RFC 3339 in UTC with milliseconds, as Cloud Logging reads it.
-        line = f'{head}{self._encode(message)}, "time": "{self._second_text}.{int(record.msecs):03d}Z"{tail}'
-        fields = _json_fields(record)
-        return line + ", " + self._encode(fields)[1:] if fields else line + "}"
+        when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        line = {"severity": record.levelname, "message": message, "time": f"{when}.{int(record.msecs):03d}Z",
+                "logger": record.name, "pid": record.process, **_json_fields(record)}
+        return json.dumps(line, ensure_ascii=False, default=str)
 
 
 # Members every JSON line has; a field of the same name is left out.

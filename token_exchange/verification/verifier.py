@@ -163,6 +163,10 @@ class KeyVerifier:
         self._admission.finish(throttle_key, matched)
         self._events.verification_done(self._admission.pending)
 
+    async def check_store(self):
+        """Return once the store answers within the store timeout; StoreUnavailable otherwise."""
+        await self._ask_store(self._store.check)
+
     async def _ask_store(self, fn, *args):
         # The store bounds its own calls too; this bound holds even when the
         # pool is saturated or a call ignores its deadline.

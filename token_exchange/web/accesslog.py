@@ -5,19 +5,11 @@ all of them, those answered 4xx or 5xx (the default: Cloud Run already logs
 every request, and at thousands of exchanges a second a line for each
 success is a large log bill that says little), or none. Metrics count
 every request whatever the choice.
-
-The access line is a log record like any other (same handlers, format and
-level), made more cheaply than logger.info makes one: info() walks the
-stack for the caller and fills some twenty attributes per call, of which
-only the time, message and fields differ from one access line to the
-next. Here the rest is filled once and copied into each record.
 """
 
 import logging
-import time
 
 ACCESS_LOGGER = "token_exchange.access"
-_ACCESS_FORMAT = "%s %s %d %.1fms %s"
 
 # -access-log: which requests leave an access line, by the lowest status logged.
 ACCESS_LOG_ALL = "all"
@@ -40,38 +32,18 @@ class RequestLog:
         self._lowest_status_logged = _LOWEST_STATUS_LOGGED[access_log]
         self._metrics = metrics
         self._logger = logger or logging.getLogger(ACCESS_LOGGER)
-        # Made by the first line, so it names the serving process and thread.
-        self._record_template = None
 
     def __call__(self, handler):
         request = handler.request
         status = handler.get_status()
         seconds = request.request_time()
         lowest = self._lowest_status_logged
-        if lowest is not None and status >= lowest and self._logger.isEnabledFor(logging.INFO):
+        if lowest is not None and status >= lowest:
             # Cloud Logging shows httpRequest as the request's summary line.
             http_request = {"requestMethod": request.method, "requestUrl": request.path, "status": status,
                             "latency": f"{seconds:.6f}s", "remoteIp": request.remote_ip}
-            self._write((request.method, request.path, status, 1000.0 * seconds, request.remote_ip),
-                        {"httpRequest": http_request}, getattr(handler, "access_fields", {}))
+            self._logger.info("%s %s %d %.1fms %s", request.method, request.path, status, 1000.0 * seconds,
+                              request.remote_ip, extra={"json_fields": {"httpRequest": http_request},
+                                                        "fields": getattr(handler, "access_fields", {})})
         if self._metrics is not None:
             self._metrics.observe_request(request.method, request.path, status, seconds)
-
-    def _write(self, args, json_fields, fields):
-        if self._record_template is None:
-            template = self._logger.makeRecord(
-                self._logger.name, logging.INFO, __file__, 0, _ACCESS_FORMAT, (), None, func="RequestLog").__dict__
-            if "taskName" in template:  # Python 3.12+: the first request's task, not every request's
-                template["taskName"] = None
-            self._record_template = template
-        record = logging.LogRecord.__new__(logging.LogRecord)
-        attributes = record.__dict__
-        attributes.update(self._record_template)
-        created = time.time()
-        attributes["created"] = created
-        attributes["msecs"] = int((created - int(created)) * 1000) + 0.0  # as LogRecord computes it
-        attributes["relativeCreated"] += (created - self._record_template["created"]) * 1000
-        attributes["args"] = args
-        attributes["json_fields"] = json_fields
-        attributes["fields"] = fields
-        self._logger.handle(record)

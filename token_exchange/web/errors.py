@@ -1,63 +1,90 @@
-"""Every error response the service sends, written in one place.
+"""Every error answer the service sends, and the one table that maps an exception to its answer.
 
-Handlers raise ApiError; BaseHandler.write_error turns it into the
-contract's plain-text body. Bodies match the Go service byte for byte.
+The layers below raise their own exceptions (a refused key, a store that
+does not answer, a body that is not JSON); BaseHandler.write_error looks
+the exception up in ANSWERS and sends the contract's plain-text body, and
+BaseHandler.log_exception logs it at the level the table gives. Bodies
+match the Go service byte for byte.
 """
 
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
 from tornado.web import HTTPError
+
+from token_exchange.signing.tokens import SigningFailed
+from token_exchange.store import StoreUnavailable
+from token_exchange.verification.verifier import InvalidKey, Overloaded, Refused, Throttled
+from token_exchange.web.body import BodyTooLarge, InvalidBody
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 STORE_RETRY_AFTER_SECONDS = 1
 
 
-class ApiError(HTTPError):
-    def __init__(self, status_code, body, headers=None):
-        super().__init__(status_code)
-        self.body = body
-        self.headers = headers or {}
+class MethodNotAllowed(HTTPError):
+    def __init__(self, allowed_methods):
+        super().__init__(405)
+        self.allowed_methods = allowed_methods
 
 
-def invalid_request_body():
-    return ApiError(400, "Invalid request body\n")
+@dataclass(frozen=True)
+class Answer:
+    """What the client gets for an exception, and what the log says of it.
+
+    log: the message, formatted with the handler's KIND, the request path and the exception
+    (which never holds a secret); None logs nothing beyond the access line.
+    """
+
+    status: int
+    body: str
+    log_level: int = logging.INFO
+    log: Optional[str] = None
+    traceback: bool = False
 
 
-def invalid_api_key():
-    return ApiError(401, "Invalid API key\n")
+ANSWERS = {
+    InvalidBody: Answer(400, "Invalid request body\n"),
+    InvalidKey: Answer(401, "Invalid API key\n", logging.INFO, "{kind} key refused: {error}"),
+    BodyTooLarge: Answer(413, "Request body too large\n"),
+    Throttled: Answer(429, "Too many attempts for this key, retry later\n", logging.WARNING,
+                      "{kind} key check throttled: {error}"),
+    Overloaded: Answer(503, "Too many key verifications pending, retry later\n", logging.WARNING,
+                       "{kind} key check refused: {error}"),
+    StoreUnavailable: Answer(503, "Key store unavailable, retry later\n", logging.ERROR,
+                             "key store unavailable ({kind}): {error}"),
+    SigningFailed: Answer(500, "Failed to generate token\n", logging.ERROR, "signing failed for {path}",
+                          traceback=True),
+    MethodNotAllowed: Answer(405, "Method not allowed\n"),
+}
 
-
-def request_body_too_large():
-    return ApiError(413, "Request body too large\n")
-
-
-def failed_to_generate_token():
-    return ApiError(500, "Failed to generate token\n")
-
-
-def store_unavailable():
-    return ApiError(503, "Key store unavailable, retry later\n",
-                    {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
-
-
-def verifications_overloaded(retry_after_seconds):
-    return ApiError(503, "Too many key verifications pending, retry later\n",
-                    {"Retry-After": str(retry_after_seconds)})
-
-
-def key_throttled(retry_after_seconds):
-    return ApiError(429, "Too many attempts for this key, retry later\n",
-                    {"Retry-After": str(retry_after_seconds)})
-
-
-def method_not_allowed(allowed_methods):
-    return ApiError(405, "Method not allowed\n", {"Allow": ", ".join(allowed_methods)})
-
-
-# Bodies for errors Tornado raises itself, by status.
+# Errors Tornado answers itself (an unknown path, a malformed request), and anything unexpected.
 GENERIC_BODIES = {
     400: "Bad request\n",
     404: "404 page not found\n",
     500: "Internal server error\n",
 }
+UNEXPECTED = Answer(500, GENERIC_BODIES[500], logging.ERROR, "unexpected error in {method} {path}", traceback=True)
+
+
+def answer_for(error):
+    """The Answer for an exception: the table's entry for its class or the nearest base, else None."""
+    for cls in type(error).__mro__:
+        answer = ANSWERS.get(cls)
+        if answer is not None:
+            return answer
+    return None
+
+
+def headers_for(error):
+    """Headers an answer carries beside its body."""
+    if isinstance(error, Refused):
+        return {"Retry-After": str(error.retry_after_seconds)}
+    if isinstance(error, StoreUnavailable):
+        return {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)}
+    if isinstance(error, MethodNotAllowed):
+        return {"Allow": ", ".join(error.allowed_methods)}
+    return {}
 
 
 def generic_body(status_code):

@@ -1,1 +1,1 @@
-"""One RequestHandler class per endpoint; errors.py holds every error body."""
+"""One RequestHandler class per endpoint; base.py and token.py hold what they share."""

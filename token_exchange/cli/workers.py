@@ -1,0 +1,115 @@
+"""-workers N: a supervisor that forks N worker processes sharing the bound port.
+
+The supervisor serves the summed metrics of all workers (prometheus_client's
+multiprocess mode), forwards SIGTERM and SIGINT to them, and exits 0 once
+every worker has finished its requests in flight and exited 0. A worker that
+dies on its own stops the others, and the supervisor exits 1, so that the
+process manager (systemd, Cloud Run) restarts the service whole.
+"""
+
+import logging
+import os
+import shutil
+import signal
+import tempfile
+
+from token_exchange.cli.service import STOP_SIGNALS, fail, run, stop_before_serving
+
+log = logging.getLogger("token_exchange")
+
+PR_SET_PDEATHSIG = 1
+
+
+def supervise(config, keys, sockets):
+    """Fork the workers on the bound sockets, serve their summed metrics, forward signals; the exit status."""
+    metrics_dir = tempfile.mkdtemp(prefix="token-exchange-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before prometheus_client is imported
+    workers = set()
+    stopping = []
+
+    def forward(signum, frame=None):
+        stopping.append(signum)
+        for pid in workers:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:  # reaped by os.wait(), not yet discarded
+                pass
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, forward)
+    try:
+        # Held back while forking: a signal then reaches every worker once all are forked, and no child
+        # runs forward() (on its copy of the supervisor's state) before it has its own handlers.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            for _ in range(config.workers):
+                pid = os.fork()
+                if pid == 0:
+                    os._exit(worker(config, keys, sockets, metrics_dir))  # never runs the supervisor's code
+                workers.add(pid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        for sock in sockets:
+            sock.close()  # the workers accept; the supervisor only waits
+        from token_exchange.observability import metrics
+
+        try:
+            metrics.start_metrics_server(config.prometheusx_listen_address, metrics.exposition_registry(metrics_dir))
+        except OSError as e:
+            forward(signal.SIGTERM)
+            wait_for_workers(workers, stopping, metrics_dir)
+            fail(f"cannot serve metrics on {config.prometheusx_listen_address}: {e.strerror}")
+        log.info("supervising %d workers: %s", len(workers), " ".join(map(str, sorted(workers))))
+        return wait_for_workers(workers, stopping, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def wait_for_workers(workers, stopping, metrics_dir):
+    """Reap the workers; the supervisor's exit status. One that exits unasked, or fails, stops the rest."""
+    from token_exchange.observability import metrics
+
+    status = 0
+    while workers:
+        pid, wait_status = os.wait()  # signal handlers run in between; wait() resumes after them
+        workers.discard(pid)
+        metrics.mark_worker_dead(pid, metrics_dir)
+        code = os.waitstatus_to_exitcode(wait_status)
+        if code != 0 or not stopping:
+            log.error("worker %d exited with status %d; stopping the others", pid, code)
+            status = 1
+            if not stopping:
+                stopping.append(signal.SIGTERM)
+                for other in workers:
+                    os.kill(other, signal.SIGTERM)
+    return status
+
+
+def worker(config, keys, sockets, metrics_dir):
+    """Body of a forked worker: its exit status, whatever happens."""
+    try:
+        # Until serve() takes the signals over, a worker stopped while starting
+        # has no request to finish: it exits 0, as a stopped service should.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, stop_before_serving)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the supervisor while it forks
+        die_with_parent()
+        return run(config, keys, sockets, metrics_dir)
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        log.exception("worker failed")
+        return 1
+    finally:
+        logging.shutdown()
+
+
+def die_with_parent():
+    """On Linux, have the kernel send SIGTERM when the supervisor dies, so no worker is orphaned."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass

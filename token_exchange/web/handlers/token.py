@@ -1,0 +1,58 @@
+"""What the two token endpoints share: POST {"api_key": "..."}, read as it streams in, answered {"token": ...}."""
+
+from tornado.web import Finish, stream_request_body
+
+from token_exchange.web.body import MAX_BODY_BYTES, BodyTooLarge, api_key_from_body, declared_body_length
+from token_exchange.web.handlers.base import BaseHandler
+
+# Tornado's own cap for a streamed body, raised so that it never answers a
+# bare 400 before data_received() has sent our 413.
+MAX_STREAMED_BYTES = 1024 * 1024 * 1024
+
+
+@stream_request_body
+class TokenHandler(BaseHandler):
+    """Base of the exchange endpoints. The body streams in, so that one growing past MAX_BODY_BYTES is
+    answered 413 as soon as it does, whether it declared its length or not."""
+
+    ALLOWED_METHODS = ("POST",)
+
+    def initialize(self, verifier, issuer):
+        self.verifier = verifier
+        self.issuer = issuer
+        self.access_fields = {}  # what the access line adds: ids, never a secret
+        self._body = bytearray()
+        self._too_large = False
+
+    def set_default_headers(self):
+        # A token (JSON for a backend) goes without X-Content-Type-Options; write_error() sets it on
+        # errors, as Go's http.Error does.
+        self.clear_header("Server")
+
+    def prepare(self):
+        super().prepare()
+        length = declared_body_length(self.request.headers)
+        if length is not None and length > MAX_BODY_BYTES:
+            raise BodyTooLarge()
+        self.request.connection.set_max_body_size(MAX_STREAMED_BYTES)
+
+    def data_received(self, chunk):
+        if self._too_large:
+            return
+        self._body += chunk
+        if len(self._body) > MAX_BODY_BYTES:
+            # A body without Content-Length grew too large: answer now rather than read the rest.
+            self._too_large = True
+            self._body = bytearray()
+            self.send_error(413, exc_info=(BodyTooLarge, BodyTooLarge(), None))
+
+    def api_key(self):
+        """The api_key of the request's body (web.body.api_key_from_body)."""
+        if self._too_large:
+            raise Finish()  # answered 413 while the body streamed in
+        return api_key_from_body(bytes(self._body))
+
+    def send_token(self, token):
+        # A compact JWS is ASCII letters, digits, "-", "_" and ".": nothing to escape.
+        self.set_header("Content-Type", "application/json")
+        self.finish('{"token":"' + token + '"}\n')
