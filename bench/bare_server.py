@@ -1,6 +1,6 @@
 """The smallest Tornado server answering a POST with a short JSON body: the benchmark's baseline.
 
-    python bench/bare_server.py PORT
+python bench/bare_server.py PORT
 """
 
 import asyncio

@@ -40,12 +40,16 @@ def healthy(port):
 
 def one_start(python, workdir, shiv_root, key_path):
     port = free_port()
-    env = {"HOME": str(workdir), "SHIV_ROOT": str(shiv_root), "PORT": str(port),
-           "PRIVATE_KEY_PATH": str(key_path), "STORE": f"sqlite:{workdir / 'keys.db'}",
-           "PROMETHEUSX_LISTEN_ADDRESS": f"127.0.0.1:{free_port()}"}
+    env = {
+        "HOME": str(workdir),
+        "SHIV_ROOT": str(shiv_root),
+        "PORT": str(port),
+        "PRIVATE_KEY_PATH": str(key_path),
+        "STORE": f"sqlite:{workdir / 'keys.db'}",
+        "PROMETHEUSX_LISTEN_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
     started = time.perf_counter()
-    process = subprocess.Popen([python, "-I", str(PYZ)], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([python, "-I", str(PYZ)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while not healthy(port):
             if process.poll() is not None:
@@ -65,15 +69,20 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         workdir = pathlib.Path(tmp)
         key_path = workdir / "jwk-priv.json"
-        subprocess.run([args.python, "-I", str(GENERATE_JWK), "-alg", "RS256", "-out", str(key_path)],
-                       stdout=subprocess.DEVNULL, check=True,
-                       env={"HOME": tmp, "SHIV_ROOT": str(workdir / "shiv-tools")})
+        subprocess.run(
+            [args.python, "-I", str(GENERATE_JWK), "-alg", "RS256", "-out", str(key_path)],
+            stdout=subprocess.DEVNULL,
+            check=True,
+            env={"HOME": tmp, "SHIV_ROOT": str(workdir / "shiv-tools")},
+        )
         shiv_root = workdir / "shiv"
         first = one_start(args.python, workdir, shiv_root, key_path)
         later = [one_start(args.python, workdir, shiv_root, key_path) for _ in range(args.runs)]
     print(f"first run (unpacks the zipapp): {first:.3f} s")
-    print(f"later runs ({len(later)}): median {statistics.median(later):.3f} s, "
-          f"min {min(later):.3f} s, max {max(later):.3f} s")
+    print(
+        f"later runs ({len(later)}): median {statistics.median(later):.3f} s, "
+        f"min {min(later):.3f} s, max {max(later):.3f} s"
+    )
     print(f"cpus: {os.cpu_count()}, python: {args.python}")
 
 

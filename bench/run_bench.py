@@ -33,9 +33,9 @@ from cryptography.hazmat.primitives.asymmetric import padding
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from token_exchange.verification import apikey  # noqa: E402
 from token_exchange.signing.keyfile import generate_private_jwk, load_key_set  # noqa: E402
 from token_exchange.store.sqlite import SQLiteKeyStore  # noqa: E402
+from token_exchange.verification import apikey  # noqa: E402
 
 HOST = "127.0.0.1"  # the benchmark only ever targets this machine
 BARE_SERVER = pathlib.Path(__file__).resolve().parent / "bare_server.py"
@@ -79,11 +79,14 @@ def machine_description():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    return (f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
-            f"load average {os.getloadavg()[0]:.2f} at start")
+    return (
+        f"{os.cpu_count()} cores ({model}), Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.2f} at start"
+    )
 
 
 # Keys and the processes under test.
+
 
 def write_signing_key(workdir):
     """A new RS256 signing key file in workdir: its path and the loaded key."""
@@ -111,8 +114,19 @@ def service_command(port, key_path, db_path, *flags, program=("-m", "token_excha
 
     program: what python runs, the service module by default."""
     # A free metrics port too: the default one may be in use on a shared machine.
-    return [sys.executable, *program, "-port", str(port), "-private-key-path", str(key_path),
-            "-store", f"sqlite:{db_path}", "-prometheusx.listen-address", f"{HOST}:{free_port()}", *flags]
+    return [
+        sys.executable,
+        *program,
+        "-port",
+        str(port),
+        "-private-key-path",
+        str(key_path),
+        "-store",
+        f"sqlite:{db_path}",
+        "-prometheusx.listen-address",
+        f"{HOST}:{free_port()}",
+        *flags,
+    ]
 
 
 def start(argv):
@@ -140,18 +154,37 @@ def on_server_core(fn, *args):
 
 # wrk: warm exchanges and bare requests.
 
+
 def wrk(port, path, body, seconds, connections, workdir):
     script = pathlib.Path(workdir) / "post.lua"
-    script.write_text('wrk.method = "POST"\n'
-                      f"wrk.body = {json.dumps(body)}\n"
-                      'wrk.headers["Content-Type"] = "application/json"\n')
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
+    )
     # wrk on the last core, the server under test on the first (see main).
-    out = subprocess.run(["taskset", "-c", str(os.cpu_count() - 1), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-                          f"http://{HOST}:{port}{path}"], capture_output=True, text=True, check=True).stdout
-    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-              "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-              "p50_ms": _wrk_ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
-              "p99_ms": _wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1))}
+    out = subprocess.run(
+        [
+            "taskset",
+            "-c",
+            str(os.cpu_count() - 1),
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://{HOST}:{port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    result = {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "p50_ms": _wrk_ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99_ms": _wrk_ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+    }
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     result["failed"] = int(bad.group(1)) if bad else 0
@@ -167,10 +200,14 @@ def _wrk_ms(text):
 
 # asyncio client: cache-miss exchanges and /health probes.
 
+
 async def http_request(port, method, path, body=b""):
     reader, writer = await asyncio.open_connection(HOST, port)
-    writer.write(f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
-                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+    writer.write(
+        f"{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+        + body
+    )
     await writer.drain()
     response = await reader.read()
     writer.close()
@@ -213,8 +250,7 @@ async def health_during_flood(port, wrong_keys, seconds):
 
     async def flooder():
         while time.monotonic() < stop and queue:
-            flood_statuses.append(await http_request(port, "POST", "/v0/token/integration",
-                                                     exchange_body(queue.pop())))
+            flood_statuses.append(await http_request(port, "POST", "/v0/token/integration", exchange_body(queue.pop())))
 
     async def prober():
         await asyncio.sleep(0.5)  # let the flood fill the queue first
@@ -234,6 +270,7 @@ def percentile(values, fraction):
 
 
 # In-process reference figures.
+
 
 def signature_seconds(signing_key, seconds=1.0):
     """Seconds one bare RS256 signature takes with the key's cryptography object, over one run."""
@@ -311,8 +348,9 @@ def main():
             for _ in range(ROUNDS):
                 bare_runs.append(wrk(bare_port, "/v0/token/integration", body, seconds, args.connections, workdir))
                 warm_runs.append(wrk(port, "/v0/token/integration", body, seconds, args.connections, workdir))
-                all_lines_runs.append(wrk(all_lines_port, "/v0/token/integration", body, seconds, args.connections,
-                                          workdir))
+                all_lines_runs.append(
+                    wrk(all_lines_port, "/v0/token/integration", body, seconds, args.connections, workdir)
+                )
                 sign_runs.append(on_server_core(signature_seconds, signing_key))
             all_lines.terminate()
             if any(run["failed"] for run in bare_runs):
@@ -326,9 +364,14 @@ def main():
             warm["failed"] = sum(run["failed"] for run in warm_runs)
             served, rss_series = warm["requests"], [(warm["requests"], rss_mb(service.pid))]
             while served < rss_requests:
-                more = wrk(port, "/v0/token/integration", body,
-                           max(1, min(30, int((rss_requests - served) / warm["rps"]) + 1)), args.connections,
-                           workdir)
+                more = wrk(
+                    port,
+                    "/v0/token/integration",
+                    body,
+                    max(1, min(30, int((rss_requests - served) / warm["rps"]) + 1)),
+                    args.connections,
+                    workdir,
+                )
                 served += more["requests"]
                 warm["failed"] += more["failed"]
                 rss_series.append((served, rss_mb(service.pid)))
@@ -359,36 +402,74 @@ def main():
     overhead_ratio = (warm_ms - sign_ms) / bare_ms
     # The same ratio from each round's own figures, taken within seconds of each other: drift
     # between rounds cancels out of it, where the best-of figures above may come from different rounds.
-    round_ratios = [(1 / warm_run["rps"] - sign) * bare_run["rps"]
-                    for bare_run, warm_run, sign in zip(bare_runs, warm_runs, sign_runs)]
+    round_ratios = [
+        (1 / warm_run["rps"] - sign) * bare_run["rps"]
+        for bare_run, warm_run, sign in zip(bare_runs, warm_runs, sign_runs)
+    ]
     all_lines_ms = 1000 / all_lines_result["rps"]
     miss_ideal = cores / t_bcrypt
     counts = {status: statuses.count(status) for status in sorted(set(statuses))}
     flood_counts = {status: flood_statuses.count(status) for status in sorted(set(flood_statuses))}
 
     rows = [
-        ("bare Tornado POST", f"{bare_result['rps']:.0f} req/s", f"p50 {bare_result['p50_ms']:.2f} ms",
-         f"p99 {bare_result['p99_ms']:.2f} ms", f"{bare_ms:.3f} ms/req"),
-        ("warm exchange (RS256)", f"{warm['rps']:.0f} req/s", f"p50 {warm['p50_ms']:.2f} ms",
-         f"p99 {warm['p99_ms']:.2f} ms", f"{warm_ms:.3f} ms/req, {warm['failed']} non-2xx"),
+        (
+            "bare Tornado POST",
+            f"{bare_result['rps']:.0f} req/s",
+            f"p50 {bare_result['p50_ms']:.2f} ms",
+            f"p99 {bare_result['p99_ms']:.2f} ms",
+            f"{bare_ms:.3f} ms/req",
+        ),
+        (
+            "warm exchange (RS256)",
+            f"{warm['rps']:.0f} req/s",
+            f"p50 {warm['p50_ms']:.2f} ms",
+            f"p99 {warm['p99_ms']:.2f} ms",
+            f"{warm_ms:.3f} ms/req, {warm['failed']} non-2xx",
+        ),
         ("RS256 signature alone", f"{1 / t_sign:.0f} sig/s", "", "", f"{sign_ms:.3f} ms/sig"),
         ("warm beyond signature / bare", f"{overhead_ratio:.2f} x", "", "", "target <= 1.30"),
-        ("the same, round by round", f"median {statistics.median(round_ratios):.2f} x",
-         f"{min(round_ratios):.2f} to {max(round_ratios):.2f} x", "",
-         "each round's own bare, warm and signature: " + " ".join(f"{ratio:.2f}" for ratio in round_ratios)),
-        ("warm, -access-log all", f"{all_lines_result['rps']:.0f} req/s", f"p50 {all_lines_result['p50_ms']:.2f} ms",
-         f"p99 {all_lines_result['p99_ms']:.2f} ms",
-         f"{all_lines_ms:.3f} ms/req, {(all_lines_ms - sign_ms) / bare_ms:.2f} x beyond signature / bare"),
-        (f"bcrypt check, cost {args.bcrypt_cost}", f"{1 / t_bcrypt:.1f} /s per core", "", "",
-         f"{1000 * t_bcrypt:.1f} ms"),
-        ("cache-miss exchanges", f"{miss_rate:.1f} req/s", f"{100 * miss_rate / miss_ideal:.0f} % of "
-         f"{miss_ideal:.1f}", f"statuses {counts}",
-         f"target >= 85 %; {100 * miss_rate / raw_rate:.0f} % of bare bcrypt threads now ({raw_rate:.1f}/s)"),
-        (f"/health during {FLOOD_IN_FLIGHT}-deep flood", f"{len(health_ms)} probes",
-         f"p50 {statistics.median(health_ms):.2f} ms", f"p99 {percentile(health_ms, 0.99):.2f} ms",
-         f"target p99 <= 20 ms; flood statuses {flood_counts}"),
-        ("RSS of the service", f"{rss_start:.1f} MB idle", f"{rss_series[0][1]:.1f} MB at {rss_series[0][0]}",
-         f"{rss_series[-1][1]:.1f} MB at {rss_series[-1][0]}", f"peak {rss_peak:.1f} MB; target <= 100 MB, flat"),
+        (
+            "the same, round by round",
+            f"median {statistics.median(round_ratios):.2f} x",
+            f"{min(round_ratios):.2f} to {max(round_ratios):.2f} x",
+            "",
+            "each round's own bare, warm and signature: " + " ".join(f"{ratio:.2f}" for ratio in round_ratios),
+        ),
+        (
+            "warm, -access-log all",
+            f"{all_lines_result['rps']:.0f} req/s",
+            f"p50 {all_lines_result['p50_ms']:.2f} ms",
+            f"p99 {all_lines_result['p99_ms']:.2f} ms",
+            f"{all_lines_ms:.3f} ms/req, {(all_lines_ms - sign_ms) / bare_ms:.2f} x beyond signature / bare",
+        ),
+        (
+            f"bcrypt check, cost {args.bcrypt_cost}",
+            f"{1 / t_bcrypt:.1f} /s per core",
+            "",
+            "",
+            f"{1000 * t_bcrypt:.1f} ms",
+        ),
+        (
+            "cache-miss exchanges",
+            f"{miss_rate:.1f} req/s",
+            f"{100 * miss_rate / miss_ideal:.0f} % of {miss_ideal:.1f}",
+            f"statuses {counts}",
+            f"target >= 85 %; {100 * miss_rate / raw_rate:.0f} % of bare bcrypt threads now ({raw_rate:.1f}/s)",
+        ),
+        (
+            f"/health during {FLOOD_IN_FLIGHT}-deep flood",
+            f"{len(health_ms)} probes",
+            f"p50 {statistics.median(health_ms):.2f} ms",
+            f"p99 {percentile(health_ms, 0.99):.2f} ms",
+            f"target p99 <= 20 ms; flood statuses {flood_counts}",
+        ),
+        (
+            "RSS of the service",
+            f"{rss_start:.1f} MB idle",
+            f"{rss_series[0][1]:.1f} MB at {rss_series[0][0]}",
+            f"{rss_series[-1][1]:.1f} MB at {rss_series[-1][0]}",
+            f"peak {rss_peak:.1f} MB; target <= 100 MB, flat",
+        ),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:

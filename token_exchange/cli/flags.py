@@ -16,8 +16,12 @@ from token_exchange.store import DEFAULT_STORE_TIMEOUT_SECONDS, STORE_HELP, chec
 
 class FlagParser(configargparse.ArgumentParser):
     def __init__(self, prog, description):
-        super().__init__(prog=prog, description=description, allow_abbrev=False,
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(
+            prog=prog,
+            description=description,
+            allow_abbrev=False,
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
 
     def _get_option_tuples(self, option_string):
         # Go's flag package knows no abbreviations, and allow_abbrev=False
@@ -41,11 +45,13 @@ def add_flag(parser, name, help, **kwargs):
 
 def checked(check, what):
     """Turn a checking function into an argparse type with a clear message."""
+
     def convert(value):
         try:
             return check(value)
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e) or f"invalid {what} {value!r}") from None
+
     convert.__name__ = what
     return convert
 
@@ -142,5 +148,10 @@ non_negative_seconds = checked(_non_negative_seconds, "duration")
 
 def add_store_flag(parser):
     add_flag(parser, "store", STORE_HELP, type=store_spec, default="datastore")
-    add_flag(parser, "store-timeout", "seconds a key-store call may take, retries included",
-             type=positive_seconds, default=DEFAULT_STORE_TIMEOUT_SECONDS)
+    add_flag(
+        parser,
+        "store-timeout",
+        "seconds a key-store call may take, retries included",
+        type=positive_seconds,
+        default=DEFAULT_STORE_TIMEOUT_SECONDS,
+    )

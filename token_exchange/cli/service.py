@@ -92,11 +92,19 @@ def stop_before_serving(signum, frame):
 def log_start_up(config, keys):
     """The effective configuration, once every start-up check has passed (a failure is one line)."""
     settings = effective_configuration(config)
-    log.info("configuration: %s", " ".join(f"{name}={value}" for name, value in settings.items()),
-             extra={"json_fields": {"configuration": settings}})
+    log.info(
+        "configuration: %s",
+        " ".join(f"{name}={value}" for name, value in settings.items()),
+        extra={"json_fields": {"configuration": settings}},
+    )
     # The path is logged, never the key file's contents.
-    log.info("signing with key kid=%s alg=%s from %s; JWKS publishes kids %s", keys.signing_key.kid,
-             keys.signing_key.alg, config.private_key_path, ", ".join(keys.published_kids))
+    log.info(
+        "signing with key kid=%s alg=%s from %s; JWKS publishes kids %s",
+        keys.signing_key.kid,
+        keys.signing_key.alg,
+        config.private_key_path,
+        ", ".join(keys.published_kids),
+    )
 
 
 def bind(port):
@@ -116,8 +124,13 @@ def run(config, keys, sockets, metrics_dir=None):
     from token_exchange.observability import metrics as metrics_module
 
     try:
-        store = open_store(config.store, project=config.project_id, integration_ns=config.client_integration_ns,
-                           platform_ns=config.platform_ns, timeout_seconds=config.store_timeout)
+        store = open_store(
+            config.store,
+            project=config.project_id,
+            integration_ns=config.client_integration_ns,
+            platform_ns=config.platform_ns,
+            timeout_seconds=config.store_timeout,
+        )
     except StoreError as e:
         fail(str(e))
     if metrics_dir is None:
@@ -130,9 +143,14 @@ def run(config, keys, sockets, metrics_dir=None):
         log_start_up(config, keys)
     else:
         metrics = metrics_module.ServiceMetrics()  # values go to the shared directory
-    log.info("key store %s (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
-             config.store, config.project_id, config.client_integration_ns, config.platform_ns,
-             config.store_timeout)
+    log.info(
+        "key store %s (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
+        config.store,
+        config.project_id,
+        config.client_integration_ns,
+        config.platform_ns,
+        config.store_timeout,
+    )
     try:
         asyncio.run(serve(config, keys, metrics.timed_store(store), metrics, sockets))
     finally:
@@ -143,13 +161,24 @@ def run(config, keys, sockets, metrics_dir=None):
 async def serve(config, keys, store, metrics, sockets):
     store_executor = concurrent.futures.ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="store")
     hash_executor = make_hash_executor()
-    verifier = KeyVerifier(store, store_executor, hash_executor, config.store_timeout,
-                           key_cache_ttl=config.key_cache_ttl,
-                           max_pending_verifications=config.max_pending_verifications,
-                           events=metrics.verifier_events)
+    verifier = KeyVerifier(
+        store,
+        store_executor,
+        hash_executor,
+        config.store_timeout,
+        key_cache_ttl=config.key_cache_ttl,
+        max_pending_verifications=config.max_pending_verifications,
+        events=metrics.verifier_events,
+    )
     in_flight = RequestsInFlight()
-    app = make_app(verifier, TokenIssuer(keys.signing_key), keys.public_jwks, in_flight=in_flight,
-                   metrics=metrics, access_log=config.access_log)
+    app = make_app(
+        verifier,
+        TokenIssuer(keys.signing_key),
+        keys.public_jwks,
+        in_flight=in_flight,
+        metrics=metrics,
+        access_log=config.access_log,
+    )
     server = ServiceHTTPServer(app, in_flight=in_flight, max_body_size=MAX_BODY_BYTES)
     server.add_sockets(sockets)
     log.info("listening on port %d (metrics on %s)", config.port, config.prometheusx_listen_address)

@@ -24,8 +24,8 @@ def supervise(config, keys, sockets):
     """Fork the workers on the bound sockets, serve their summed metrics, forward signals; the exit status."""
     metrics_dir = tempfile.mkdtemp(prefix="token-exchange-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before prometheus_client is imported
-    workers = set()
-    stopping = []
+    workers: set[int] = set()
+    stopping: list[int] = []
 
     def forward(signum, frame=None):
         stopping.append(signum)

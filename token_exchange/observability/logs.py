@@ -36,8 +36,14 @@ class JSONFormatter(logging.Formatter):
             message += "\n" + self.formatException(record.exc_info)
         # RFC 3339 in UTC with milliseconds, as Cloud Logging reads it.
         when = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        line = {"severity": record.levelname, "message": message, "time": f"{when}.{int(record.msecs):03d}Z",
-                "logger": record.name, "pid": record.process, **_json_fields(record)}
+        line = {
+            "severity": record.levelname,
+            "message": message,
+            "time": f"{when}.{int(record.msecs):03d}Z",
+            "logger": record.name,
+            "pid": record.process,
+            **_json_fields(record),
+        }
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
@@ -56,7 +62,7 @@ def _json_fields(record):
 
 
 # A presented key's integration id may hold a newline: escaped, it cannot forge a line.
-CONTROL_CHARACTERS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7f)}
+CONTROL_CHARACTERS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
 
 
 class TextFormatter(logging.Formatter):

@@ -38,32 +38,48 @@ class ServiceMetrics:
         self._durations = {}
         for path, name in ENDPOINT_METRICS.items():
             self._requests[path] = Counter(
-                f"tokenexchange_{name}_requests", f"Requests to the {name} token endpoint.",
-                ["code", "method"], registry=reg)
+                f"tokenexchange_{name}_requests",
+                f"Requests to the {name} token endpoint.",
+                ["code", "method"],
+                registry=reg,
+            )
             self._durations[path] = Histogram(
                 f"tokenexchange_{name}_request_duration_seconds",
                 f"Time to answer a request to the {name} token endpoint.",
-                ["code", "method"], registry=reg)  # prometheus_client's defaults are Prometheus' defaults
+                ["code", "method"],
+                registry=reg,
+            )  # prometheus_client's defaults are Prometheus' defaults
         self.store_call_seconds = Histogram(
-            "tokenexchange_store_call_duration_seconds", "Time a key-store call took, by operation.",
-            ["operation"], registry=reg)
+            "tokenexchange_store_call_duration_seconds",
+            "Time a key-store call took, by operation.",
+            ["operation"],
+            registry=reg,
+        )
         self.store_errors = Counter(
-            "tokenexchange_store_errors", "Key-store calls that failed, by operation.",
-            ["operation"], registry=reg)
+            "tokenexchange_store_errors", "Key-store calls that failed, by operation.", ["operation"], registry=reg
+        )
         self.verification_cache = Counter(
-            "tokenexchange_verification_cache", "Verification-cache lookups, by result (hit or miss).",
-            ["result"], registry=reg)
+            "tokenexchange_verification_cache",
+            "Verification-cache lookups, by result (hit or miss).",
+            ["result"],
+            registry=reg,
+        )
         # livesum: across workers, the sum over the processes still running.
         self.hashing_queue_depth = Gauge(
-            "tokenexchange_hashing_queue_depth", "Secret verifications waiting for or running on a hashing thread.",
-            registry=reg, multiprocess_mode="livesum")
+            "tokenexchange_hashing_queue_depth",
+            "Secret verifications waiting for or running on a hashing thread.",
+            registry=reg,
+            multiprocess_mode="livesum",
+        )
         self.verifications_refused = Counter(
             "tokenexchange_verifications_refused",
             "Secret checks refused before hashing, by result (overloaded: 503, throttled: 429).",
-            ["result"], registry=reg)
+            ["result"],
+            registry=reg,
+        )
         self.tokens_issued = Counter(
-            "tokenexchange_tokens_issued", "Tokens signed and sent, by audience.",
-            ["audience"], registry=reg)
+            "tokenexchange_tokens_issued", "Tokens signed and sent, by audience.", ["audience"], registry=reg
+        )
         self.verifier_events = VerifierMetrics(self)
 
     def observe_request(self, method, path, status, seconds):

@@ -11,12 +11,17 @@ against the JWKS), and jwcrypto stays in charge of loading keys.
 import binascii
 import functools
 import json
+from typing import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-_HASHES = {"256": hashes.SHA256, "384": hashes.SHA384, "512": hashes.SHA512}
+_HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
+    "256": hashes.SHA256,
+    "384": hashes.SHA384,
+    "512": hashes.SHA512,
+}
 # RFC 7518 section 3.4: r and s each take the curve's size in bytes.
 _EC_COORDINATE_BYTES = {"ES256": 32, "ES384": 48, "ES512": 66}
 
@@ -62,5 +67,6 @@ def _signature_function(alg, key):
         def sign_ec(data):
             r, s = decode_dss_signature(key.sign(data, ecdsa))
             return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
         return sign_ec
     raise ValueError(f"no signer for algorithm {alg}")

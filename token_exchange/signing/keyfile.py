@@ -31,8 +31,13 @@ SUPPORTED_ALGS = {
     "ES512": ("EC", "P-521"),
     "EdDSA": ("OKP", "Ed25519"),
 }
-DEFAULT_ALG_BY_KEY = {("RSA", None): "RS256", ("EC", "P-256"): "ES256", ("EC", "P-384"): "ES384",
-                      ("EC", "P-521"): "ES512", ("OKP", "Ed25519"): "EdDSA"}
+DEFAULT_ALG_BY_KEY = {
+    ("RSA", None): "RS256",
+    ("EC", "P-256"): "ES256",
+    ("EC", "P-384"): "ES384",
+    ("EC", "P-521"): "ES512",
+    ("OKP", "Ed25519"): "EdDSA",
+}
 GENERATE_ALGS = ("RS256", "ES256", "EdDSA")
 MIN_RSA_BITS = 2048
 PRIVATE_PARAMS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")

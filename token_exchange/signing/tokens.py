@@ -41,16 +41,24 @@ class TokenIssuer:
 
     def integration_token(self, identity):
         """The token of a verified integration key (verifier.IntegrationIdentity)."""
-        return self._sign(INTEGRATION, {"int_id": identity.integration_id, "key_id": identity.key_id,
-                                        "tier": int(identity.tier)})
+        return self._sign(
+            INTEGRATION, {"int_id": identity.integration_id, "key_id": identity.key_id, "tier": int(identity.tier)}
+        )
 
     def autojoin_token(self, org):
         return self._sign(AUTOJOIN, {"org": org})
 
     def _sign(self, audience, own_claims):
         now = int(self._clock())
-        claims = {"iss": ISSUER, "aud": audience.name, "exp": now + audience.lifetime_seconds, "nbf": now,
-                  "iat": now, "jti": str(uuid.uuid4()), **own_claims}
+        claims = {
+            "iss": ISSUER,
+            "aud": audience.name,
+            "exp": now + audience.lifetime_seconds,
+            "nbf": now,
+            "iat": now,
+            "jti": str(uuid.uuid4()),
+            **own_claims,
+        }
         try:
             return self._signer.sign(json.dumps(claims, separators=(",", ":")).encode())
         except Exception as e:

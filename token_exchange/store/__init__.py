@@ -26,10 +26,26 @@ DEFAULT_STORE_TIMEOUT_SECONDS = 3.0
 STORE_HELP = "key store: 'datastore' (Google Cloud Datastore) or 'sqlite:PATH' (embedded file)"
 
 __all__ = [
-    "ACTIVE", "DEFAULT_INTEGRATION_NS", "DEFAULT_STORE_TIMEOUT_SECONDS", "DEFAULT_PLATFORM_NS", "AlreadyExists",
-    "Ambiguous", "AutojoinKeyInfo", "FINGERPRINT_HEX_DIGITS", "IntegrationInfo", "IntegrationKeyInfo", "IntegrationKeyRecord",
-    "MIN_FINGERPRINT_PREFIX", "OrganizationInfo",
-    "KeyStore", "NotFound", "StoreError", "StoreUnavailable", "DATASTORE", "STORE_HELP", "check_store_spec",
+    "ACTIVE",
+    "DEFAULT_INTEGRATION_NS",
+    "DEFAULT_STORE_TIMEOUT_SECONDS",
+    "DEFAULT_PLATFORM_NS",
+    "AlreadyExists",
+    "Ambiguous",
+    "AutojoinKeyInfo",
+    "FINGERPRINT_HEX_DIGITS",
+    "IntegrationInfo",
+    "IntegrationKeyInfo",
+    "IntegrationKeyRecord",
+    "MIN_FINGERPRINT_PREFIX",
+    "OrganizationInfo",
+    "KeyStore",
+    "NotFound",
+    "StoreError",
+    "StoreUnavailable",
+    "DATASTORE",
+    "STORE_HELP",
+    "check_store_spec",
     "open_store",
 ]
 
@@ -47,8 +63,13 @@ def is_datastore(spec):
     return spec == DATASTORE
 
 
-def open_store(spec, project=None, integration_ns=DEFAULT_INTEGRATION_NS, platform_ns=DEFAULT_PLATFORM_NS,
-               timeout_seconds=DEFAULT_STORE_TIMEOUT_SECONDS):
+def open_store(
+    spec,
+    project=None,
+    integration_ns=DEFAULT_INTEGRATION_NS,
+    platform_ns=DEFAULT_PLATFORM_NS,
+    timeout_seconds=DEFAULT_STORE_TIMEOUT_SECONDS,
+):
     """Open the store a -store value names; StoreError with a clear message on failure."""
     check_store_spec(spec)
     # Each store is imported only when chosen: the Datastore client is slow to import.
@@ -58,4 +79,4 @@ def open_store(spec, project=None, integration_ns=DEFAULT_INTEGRATION_NS, platfo
         return DatastoreKeyStore.connect(project, integration_ns, platform_ns, timeout_seconds)
     from token_exchange.store.sqlite import SQLiteKeyStore
 
-    return SQLiteKeyStore(spec[len(SQLITE_PREFIX):], integration_ns=integration_ns, platform_ns=platform_ns)
+    return SQLiteKeyStore(spec[len(SQLITE_PREFIX) :], integration_ns=integration_ns, platform_ns=platform_ns)

@@ -48,13 +48,16 @@ class IntegrationKeyRecord:
 
     def __repr__(self):
         # The hash stays out of logs and tracebacks too.
-        return (f"IntegrationKeyRecord(integration_id={self.integration_id!r}, key_id={self.key_id!r}, "
-                f"status={self.status!r}, tier={self.tier!r})")
+        return (
+            f"IntegrationKeyRecord(integration_id={self.integration_id!r}, key_id={self.key_id!r}, "
+            f"status={self.status!r}, tier={self.tier!r})"
+        )
 
 
 @dataclass(frozen=True)
 class IntegrationKeyInfo:
     """What an operator may see of an integration key: never its hash."""
+
     key_id: str
     description: str
     tier: int
@@ -152,8 +155,10 @@ class KeyStore(abc.ABC):
         NotFound when none matches, Ambiguous when more than one does.
         """
 
+    @abc.abstractmethod
     def check(self):
         """Raise StoreUnavailable unless the store answers."""
 
+    @abc.abstractmethod
     def close(self):
-        pass
+        """Release connections; the store is not used afterwards."""

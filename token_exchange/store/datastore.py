@@ -28,7 +28,6 @@ import re
 import urllib.parse
 
 import grpc
-
 from google.api_core import exceptions as api_exceptions
 from google.api_core import retry as api_retry
 from google.auth import exceptions as auth_exceptions
@@ -93,13 +92,13 @@ def _use_channel_options(client, options):
     """
     host = urllib.parse.urlparse(client._base_url).netloc
     if client._base_url.startswith("https:"):
-        channel = cloud_helpers.make_secure_channel(client._credentials, DEFAULT_USER_AGENT, host,
-                                                    extra_options=options)
+        channel = cloud_helpers.make_secure_channel(
+            client._credentials, DEFAULT_USER_AGENT, host, extra_options=options
+        )
     else:  # the emulator, or a test server standing in for it
         channel = grpc.insecure_channel(host, options=options)
     transport = gapic_grpc.DatastoreGrpcTransport(channel=channel)
-    client._datastore_api_internal = gapic_client.DatastoreClient(transport=transport,
-                                                                  client_info=client._client_info)
+    client._datastore_api_internal = gapic_client.DatastoreClient(transport=transport, client_info=client._client_info)
 
 
 def _text(value):
@@ -134,8 +133,13 @@ class DatastoreKeyStore(KeyStore):
     def _call_options(self):
         """Retry transient errors with backoff, the whole call bounded by the timeout."""
         return dict(
-            retry=api_retry.Retry(predicate=api_retry.if_transient_error, initial=0.05, maximum=0.5,
-                                  multiplier=2.0, timeout=self.timeout_seconds),
+            retry=api_retry.Retry(
+                predicate=api_retry.if_transient_error,
+                initial=0.05,
+                maximum=0.5,
+                multiplier=2.0,
+                timeout=self.timeout_seconds,
+            ),
             timeout=self.timeout_seconds,
         )
 
@@ -143,8 +147,9 @@ class DatastoreKeyStore(KeyStore):
         return StoreUnavailable(_without(f"datastore {operation} failed: {type(error).__name__}: {error}", secret))
 
     def _integration_key_path(self, integration_id, key_id):
-        return self.client.key(INTEGRATION_META_KIND, integration_id, INTEGRATION_KEY_KIND, key_id,
-                               namespace=self.integration_ns)
+        return self.client.key(
+            INTEGRATION_META_KIND, integration_id, INTEGRATION_KEY_KIND, key_id, namespace=self.integration_ns
+        )
 
     # Read path.
 
@@ -159,7 +164,8 @@ class DatastoreKeyStore(KeyStore):
             return None
         key_hash, status, tier = entity.get("key_hash"), entity.get("status"), entity.get("tier")
         return IntegrationKeyRecord(
-            integration_id, key_id,
+            integration_id,
+            key_id,
             key_hash if isinstance(key_hash, str) else "",
             status if isinstance(status, str) else "",
             tier if isinstance(tier, int) else 0,
@@ -181,8 +187,10 @@ class DatastoreKeyStore(KeyStore):
 
     def check(self):
         try:
-            self.client.get(self.client.key(INTEGRATION_META_KIND, "health-check", namespace=self.integration_ns),
-                            **self._call_options())
+            self.client.get(
+                self.client.key(INTEGRATION_META_KIND, "health-check", namespace=self.integration_ns),
+                **self._call_options(),
+            )
         except _CALL_FAILED as e:
             raise self._unavailable("lookup", e) from None
 
@@ -233,8 +241,18 @@ class DatastoreKeyStore(KeyStore):
                 raise NotFound(f"integration {integration_id!r} does not exist")
             if read(key) is not None:
                 raise AlreadyExists(f"key {key_id!r} already exists in integration {integration_id!r}")
-            transaction.put(self._entity(key, {"key_hash": key_hash, "created_at": _now(), "description": description,
-                                   "status": ACTIVE, "tier": int(tier)}))
+            transaction.put(
+                self._entity(
+                    key,
+                    {
+                        "key_hash": key_hash,
+                        "created_at": _now(),
+                        "description": description,
+                        "status": ACTIVE,
+                        "tier": int(tier),
+                    },
+                )
+            )
 
         self._write("create key", create)
 
@@ -244,8 +262,9 @@ class DatastoreKeyStore(KeyStore):
         def create(read, transaction):
             if read(key) is not None:
                 return False
-            transaction.put(self._entity(key, {"name": name, "email": email, "created_at": _now(),
-                                   "probability_multiplier": 1.0}))
+            transaction.put(
+                self._entity(key, {"name": name, "email": email, "created_at": _now(), "probability_multiplier": 1.0})
+            )
             return True
 
         return self._write("create organization", create)
@@ -289,16 +308,28 @@ class DatastoreKeyStore(KeyStore):
     def list_integrations(self, integration_id=None):
         metas = self._parents(INTEGRATION_META_KIND, integration_id, self.integration_ns)
         ancestor = metas[0].key if integration_id is not None and metas else None
-        keys = {}
-        for entity in (self._fetch(INTEGRATION_KEY_KIND, self.integration_ns, ancestor) if metas else []):
+        keys: dict[str, list[IntegrationKeyInfo]] = {}
+        for entity in self._fetch(INTEGRATION_KEY_KIND, self.integration_ns, ancestor) if metas else []:
             tier = entity.get("tier")
-            keys.setdefault(entity.key.parent.name, []).append(IntegrationKeyInfo(
-                entity.key.name, _text(entity.get("description")), tier if isinstance(tier, int) else 0,
-                _text(entity.get("status")), _timestamp(entity.get("created_at")),
-                hash_scheme(_text(entity.get("key_hash"))) or "unknown"))
-        return [IntegrationInfo(meta.key.name, _text(meta.get("description")), _timestamp(meta.get("created_at")),
-                                tuple(keys.get(meta.key.name, ())))
-                for meta in metas]
+            keys.setdefault(entity.key.parent.name, []).append(
+                IntegrationKeyInfo(
+                    entity.key.name,
+                    _text(entity.get("description")),
+                    tier if isinstance(tier, int) else 0,
+                    _text(entity.get("status")),
+                    _timestamp(entity.get("created_at")),
+                    hash_scheme(_text(entity.get("key_hash"))) or "unknown",
+                )
+            )
+        return [
+            IntegrationInfo(
+                meta.key.name,
+                _text(meta.get("description")),
+                _timestamp(meta.get("created_at")),
+                tuple(keys.get(meta.key.name, ())),
+            )
+            for meta in metas
+        ]
 
     def update_integration_key(self, integration_id, key_id, status=None, tier=None):
         if status is None and tier is None:
@@ -323,14 +354,23 @@ class DatastoreKeyStore(KeyStore):
     def list_organizations(self, org=None):
         orgs = self._parents(ORGANIZATION_KIND, org, self.platform_ns)
         ancestor = orgs[0].key if org is not None and orgs else None
-        keys = {}
-        for entity in (self._fetch(AUTOJOIN_KEY_KIND, self.platform_ns, ancestor) if orgs else []):
+        keys: dict[str, list[AutojoinKeyInfo]] = {}
+        for entity in self._fetch(AUTOJOIN_KEY_KIND, self.platform_ns, ancestor) if orgs else []:
             if entity.key.parent is not None:
-                keys.setdefault(entity.key.parent.name, []).append(AutojoinKeyInfo(
-                    fingerprint_of(self._autojoin_key_sha256(entity)), _timestamp(entity.get("created_at"))))
-        return [OrganizationInfo(entity.key.name, _text(entity.get("email")), _timestamp(entity.get("created_at")),
-                                 tuple(sorted(keys.get(entity.key.name, ()), key=lambda k: k.created_at)))
-                for entity in orgs]
+                keys.setdefault(entity.key.parent.name, []).append(
+                    AutojoinKeyInfo(
+                        fingerprint_of(self._autojoin_key_sha256(entity)), _timestamp(entity.get("created_at"))
+                    )
+                )
+        return [
+            OrganizationInfo(
+                entity.key.name,
+                _text(entity.get("email")),
+                _timestamp(entity.get("created_at")),
+                tuple(sorted(keys.get(entity.key.name, ()), key=lambda k: k.created_at)),
+            )
+            for entity in orgs
+        ]
 
     @staticmethod
     def _autojoin_key_sha256(entity):
@@ -343,9 +383,11 @@ class DatastoreKeyStore(KeyStore):
             if not _usable_name(org):
                 raise NotFound(f"organization {org!r} does not exist")
             ancestor = self.client.key(ORGANIZATION_KIND, org, namespace=self.platform_ns)
-        candidates = [(self._autojoin_key_sha256(entity), entity.key)
-                      for entity in self._fetch(AUTOJOIN_KEY_KIND, self.platform_ns, ancestor)
-                      if entity.key.parent is not None]
+        candidates = [
+            (self._autojoin_key_sha256(entity), entity.key)
+            for entity in self._fetch(AUTOJOIN_KEY_KIND, self.platform_ns, ancestor)
+            if entity.key.parent is not None
+        ]
         key = pick_by_fingerprint(fingerprint_prefix, candidates)
 
         def delete(read, transaction):

@@ -16,7 +16,6 @@ import sqlite3
 import threading
 import time
 
-from token_exchange.verification.secrethash import hash_scheme, sha256_hex
 from token_exchange.store.base import (
     ACTIVE,
     DEFAULT_INTEGRATION_NS,
@@ -34,6 +33,7 @@ from token_exchange.store.base import (
     fingerprint_of,
     pick_by_fingerprint,
 )
+from token_exchange.verification.secrethash import hash_scheme, sha256_hex
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -103,8 +103,9 @@ class SQLiteKeyStore(KeyStore):
         conn = getattr(self._local, "conn", None)
         if conn is None:
             # Autocommit mode: reads need no transaction, writes open one explicitly.
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+            )
             conn.execute("PRAGMA foreign_keys = ON")
             self._local.conn = conn
             with self._connections_lock:
@@ -192,91 +193,134 @@ class SQLiteKeyStore(KeyStore):
         return row[0] if row else None
 
     def ensure_integration(self, integration_id, description=""):
-        (created,) = self._write([(
-            "INSERT OR IGNORE INTO integrations (namespace, integration_id, description, created_at)"
-            " VALUES (?, ?, ?, ?)",
-            (self.integration_ns, integration_id, description, _now()),
-        )])
+        (created,) = self._write(
+            [
+                (
+                    "INSERT OR IGNORE INTO integrations (namespace, integration_id, description, created_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (self.integration_ns, integration_id, description, _now()),
+                )
+            ]
+        )
         return created == 1
 
     def add_integration_key(self, integration_id, key_id, key_hash, description="", tier=0):
-        if self._read("SELECT 1 FROM integrations WHERE namespace = ? AND integration_id = ?",
-                      (self.integration_ns, integration_id)) is None:
+        if (
+            self._read(
+                "SELECT 1 FROM integrations WHERE namespace = ? AND integration_id = ?",
+                (self.integration_ns, integration_id),
+            )
+            is None
+        ):
             raise NotFound(f"integration {integration_id!r} does not exist")
         try:
-            self._write([(
-                "INSERT INTO integration_keys (namespace, integration_id, key_id, key_hash, description,"
-                " status, tier, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (self.integration_ns, integration_id, key_id, key_hash, description, ACTIVE, tier, _now()),
-            )])
+            self._write(
+                [
+                    (
+                        "INSERT INTO integration_keys (namespace, integration_id, key_id, key_hash, description,"
+                        " status, tier, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (self.integration_ns, integration_id, key_id, key_hash, description, ACTIVE, tier, _now()),
+                    )
+                ]
+            )
         except AlreadyExists:
             raise AlreadyExists(f"key {key_id!r} already exists in integration {integration_id!r}") from None
 
     def ensure_organization(self, name, email=""):
-        (created,) = self._write([(
-            "INSERT OR IGNORE INTO organizations (namespace, name, email, created_at, probability_multiplier)"
-            " VALUES (?, ?, ?, ?, 1.0)",
-            (self.platform_ns, name, email, _now()),
-        )])
+        (created,) = self._write(
+            [
+                (
+                    "INSERT OR IGNORE INTO organizations (namespace, name, email, created_at, probability_multiplier)"
+                    " VALUES (?, ?, ?, ?, 1.0)",
+                    (self.platform_ns, name, email, _now()),
+                )
+            ]
+        )
         return created == 1
 
     def add_autojoin_key(self, org, api_key):
-        if self._read("SELECT 1 FROM organizations WHERE namespace = ? AND name = ?",
-                      (self.platform_ns, org)) is None:
+        if self._read("SELECT 1 FROM organizations WHERE namespace = ? AND name = ?", (self.platform_ns, org)) is None:
             raise NotFound(f"organization {org!r} does not exist")
-        self._write([(
-            "INSERT INTO autojoin_keys (namespace, key_sha256, org_name, created_at) VALUES (?, ?, ?, ?)",
-            (self.platform_ns, sha256_hex(api_key.encode("utf-8")), org, _now()),
-        )])
+        self._write(
+            [
+                (
+                    "INSERT INTO autojoin_keys (namespace, key_sha256, org_name, created_at) VALUES (?, ?, ?, ?)",
+                    (self.platform_ns, sha256_hex(api_key.encode("utf-8")), org, _now()),
+                )
+            ]
+        )
 
     def list_integrations(self, integration_id=None):
         only = " AND integration_id = ?" if integration_id is not None else ""
         params = (self.integration_ns,) + ((integration_id,) if integration_id is not None else ())
-        keys = {}
+        keys: dict[str, list[IntegrationKeyInfo]] = {}
         for row in self._read_all(
-                "SELECT integration_id, key_id, description, tier, status, created_at, key_hash"
-                f" FROM integration_keys WHERE namespace = ?{only} ORDER BY integration_id, key_id", params):
+            "SELECT integration_id, key_id, description, tier, status, created_at, key_hash"
+            f" FROM integration_keys WHERE namespace = ?{only} ORDER BY integration_id, key_id",
+            params,
+        ):
             owner, key_id, description, tier, status, created_at, key_hash = row
-            keys.setdefault(owner, []).append(IntegrationKeyInfo(
-                key_id, description, int(tier), status, created_at, hash_scheme(key_hash) or "unknown"))
-        return [IntegrationInfo(owner, description, created_at, tuple(keys.get(owner, ())))
-                for owner, description, created_at in self._read_all(
-                    "SELECT integration_id, description, created_at FROM integrations"
-                    f" WHERE namespace = ?{only} ORDER BY integration_id", params)]
+            keys.setdefault(owner, []).append(
+                IntegrationKeyInfo(
+                    key_id, description, int(tier), status, created_at, hash_scheme(key_hash) or "unknown"
+                )
+            )
+        return [
+            IntegrationInfo(owner, description, created_at, tuple(keys.get(owner, ())))
+            for owner, description, created_at in self._read_all(
+                "SELECT integration_id, description, created_at FROM integrations"
+                f" WHERE namespace = ?{only} ORDER BY integration_id",
+                params,
+            )
+        ]
 
     def update_integration_key(self, integration_id, key_id, status=None, tier=None):
         changes = [(column, value) for column, value in (("status", status), ("tier", tier)) if value is not None]
         if not changes:
             raise ValueError("nothing to change")
         assignments = ", ".join(f"{column} = ?" for column, _ in changes)
-        (updated,) = self._write([(
-            f"UPDATE integration_keys SET {assignments} WHERE namespace = ? AND integration_id = ? AND key_id = ?",
-            tuple(value for _, value in changes) + (self.integration_ns, integration_id, key_id),
-        )])
+        (updated,) = self._write(
+            [
+                (
+                    f"UPDATE integration_keys SET {assignments}"
+                    " WHERE namespace = ? AND integration_id = ? AND key_id = ?",
+                    tuple(value for _, value in changes) + (self.integration_ns, integration_id, key_id),
+                )
+            ]
+        )
         if updated != 1:
             raise NotFound(f"no key {key_id!r} in integration {integration_id!r}")
 
     def list_organizations(self, org=None):
         params = (self.platform_ns,) + ((org,) if org is not None else ())
-        keys = {}
+        keys: dict[str, list[AutojoinKeyInfo]] = {}
         for owner, key_sha256, created_at in self._read_all(
-                "SELECT org_name, key_sha256, created_at FROM autojoin_keys WHERE namespace = ?"
-                + (" AND org_name = ?" if org is not None else "") + " ORDER BY org_name, created_at, key_sha256",
-                params):
+            "SELECT org_name, key_sha256, created_at FROM autojoin_keys WHERE namespace = ?"
+            + (" AND org_name = ?" if org is not None else "")
+            + " ORDER BY org_name, created_at, key_sha256",
+            params,
+        ):
             keys.setdefault(owner, []).append(AutojoinKeyInfo(fingerprint_of(key_sha256), created_at))
-        return [OrganizationInfo(name, email, created_at, tuple(keys.get(name, ())))
-                for name, email, created_at in self._read_all(
-                    "SELECT name, email, created_at FROM organizations WHERE namespace = ?"
-                    + (" AND name = ?" if org is not None else "") + " ORDER BY name", params)]
+        return [
+            OrganizationInfo(name, email, created_at, tuple(keys.get(name, ())))
+            for name, email, created_at in self._read_all(
+                "SELECT name, email, created_at FROM organizations WHERE namespace = ?"
+                + (" AND name = ?" if org is not None else "")
+                + " ORDER BY name",
+                params,
+            )
+        ]
 
     def delete_autojoin_key(self, fingerprint_prefix, org=None):
         only = " AND org_name = ?" if org is not None else ""
         rows = self._read_all(
             f"SELECT key_sha256, org_name FROM autojoin_keys WHERE namespace = ?{only}",
-            (self.platform_ns,) + ((org,) if org is not None else ()))
+            (self.platform_ns,) + ((org,) if org is not None else ()),
+        )
         key_sha256, owner = pick_by_fingerprint(fingerprint_prefix, [(row[0], row) for row in rows])
-        (deleted,) = self._write([(
-            "DELETE FROM autojoin_keys WHERE namespace = ? AND key_sha256 = ?", (self.platform_ns, key_sha256))])
+        (deleted,) = self._write(
+            [("DELETE FROM autojoin_keys WHERE namespace = ? AND key_sha256 = ?", (self.platform_ns, key_sha256))]
+        )
         if deleted != 1:
             raise NotFound(f"no autojoin key has fingerprint {fingerprint_prefix}")
         return owner, fingerprint_of(key_sha256)

@@ -39,8 +39,12 @@ def _list_flags(parser):
 
 def _revoke_flags(parser):
     _store_flags(parser)
-    add_flag(parser, "fingerprint", f"the key's fingerprint as listed, or its first {MIN_FINGERPRINT_PREFIX}+ hex "
-             "digits (required)", default="")
+    add_flag(
+        parser,
+        "fingerprint",
+        f"the key's fingerprint as listed, or its first {MIN_FINGERPRINT_PREFIX}+ hex digits (required)",
+        default="",
+    )
     add_flag(parser, "org", "only match keys of this organization", default="")
 
 
@@ -74,9 +78,14 @@ def list_keys(store, args):
     organizations = store.list_organizations(args.org or None)
     if args.org and not organizations:
         raise StoreError(f"organization {args.org!r} does not exist")
-    print_owners(organizations, args, "organizations",
-                 lambda org: f"{org.name}  created {org.created_at or '-'}  {org.email or '(no email)'}",
-                 ("FINGERPRINT", "CREATED"), lambda key: (key.fingerprint, key.created_at or "-"))
+    print_owners(
+        organizations,
+        args,
+        "organizations",
+        lambda org: f"{org.name}  created {org.created_at or '-'}  {org.email or '(no email)'}",
+        ("FINGERPRINT", "CREATED"),
+        lambda key: (key.fingerprint, key.created_at or "-"),
+    )
 
 
 def revoke_key(store, args):

@@ -6,8 +6,14 @@ import logging
 import sys
 
 from token_exchange.cli.flags import FlagParser, add_flag, add_store_flag, checked, tier_number
-from token_exchange.verification.secrethash import BCRYPT, DEFAULT_BCRYPT_COST, MAX_BCRYPT_COST, MIN_BCRYPT_COST, SCHEMES
 from token_exchange.store import StoreError, is_datastore, open_store
+from token_exchange.verification.secrethash import (
+    BCRYPT,
+    DEFAULT_BCRYPT_COST,
+    MAX_BCRYPT_COST,
+    MIN_BCRYPT_COST,
+    SCHEMES,
+)
 
 SAVE_WARNING = "IMPORTANT: Save the API key now. It cannot be retrieved later."
 
@@ -30,10 +36,20 @@ def add_new_key_flags(parser):
     add_flag(parser, "key-id", "key ID, starting with ki_ (generated when empty)", default="")
     add_flag(parser, "key-description", "human-readable description of the API key", default="")
     add_flag(parser, "key-tier", "service tier of the API key", type=tier_number, default=0)
-    add_flag(parser, "hash", "how the secret is hashed at rest: bcrypt, or sha256 (readable by the Go service)",
-             choices=SCHEMES, default=BCRYPT)
-    add_flag(parser, "bcrypt-cost", "bcrypt cost factor", type=checked(_bcrypt_cost, "bcrypt cost"),
-             default=DEFAULT_BCRYPT_COST)
+    add_flag(
+        parser,
+        "hash",
+        "how the secret is hashed at rest: bcrypt, or sha256 (readable by the Go service)",
+        choices=SCHEMES,
+        default=BCRYPT,
+    )
+    add_flag(
+        parser,
+        "bcrypt-cost",
+        "bcrypt cost factor",
+        type=checked(_bcrypt_cost, "bcrypt cost"),
+        default=DEFAULT_BCRYPT_COST,
+    )
 
 
 def add_json_flag(parser):
@@ -118,8 +134,7 @@ def die(prog, message):
 
 
 def print_created_integration_key(result):
-    print_created([("Integration ID", result.integration_id), ("Key ID", result.key_id),
-                   ("API Key", result.api_key)])
+    print_created([("Integration ID", result.integration_id), ("Key ID", result.key_id), ("API Key", result.api_key)])
 
 
 def print_created(lines):

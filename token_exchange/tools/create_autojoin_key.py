@@ -1,14 +1,14 @@
 """create-autojoin-key: create an autojoin API key for an organisation.
 
-    create-autojoin-key -store sqlite:keys.db -org example-org -email ops@example.org
+create-autojoin-key -store sqlite:keys.db -org example-org -email ops@example.org
 """
 
 import logging
 
 from token_exchange.cli.flags import FlagParser, add_flag
-from token_exchange.tools.provisioning import create_autojoin_key
 from token_exchange.store import DEFAULT_PLATFORM_NS, StoreError
 from token_exchange.tools.common import add_store_flags, die, open_tool_store, print_created, start
+from token_exchange.tools.provisioning import create_autojoin_key
 
 PROG = "create-autojoin-key"
 log = logging.getLogger(PROG)
@@ -29,8 +29,7 @@ def main(argv=None):
         parser.error("-org is required")
     store = open_tool_store(parser, args, platform_ns=args.namespace)
     try:
-        log.info("Creating an autojoin key for '%s' in %s, namespace '%s'...", args.org, args.store,
-                 args.namespace)
+        log.info("Creating an autojoin key for '%s' in %s, namespace '%s'...", args.org, args.store, args.namespace)
         result = create_autojoin_key(store, args.org, args.email)
     except StoreError as e:
         die(PROG, e)

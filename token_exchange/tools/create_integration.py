@@ -1,14 +1,12 @@
 """create-integration: create a client integration and one API key for it.
 
-    create-integration -store sqlite:keys.db -integration-id acme -key-tier 1
-    create-integration -project mlab-sandbox -integration-id acme
+create-integration -store sqlite:keys.db -integration-id acme -key-tier 1
+create-integration -project mlab-sandbox -integration-id acme
 """
 
 import logging
 
-from token_exchange.verification.apikey import MalformedKey
 from token_exchange.cli.flags import FlagParser, add_flag
-from token_exchange.tools.provisioning import create_integration_key
 from token_exchange.store import DEFAULT_INTEGRATION_NS, StoreError
 from token_exchange.tools.common import (
     add_new_key_flags,
@@ -18,6 +16,8 @@ from token_exchange.tools.common import (
     print_created_integration_key,
     start,
 )
+from token_exchange.tools.provisioning import create_integration_key
+from token_exchange.verification.apikey import MalformedKey
 
 PROG = "create-integration"
 log = logging.getLogger(PROG)
@@ -39,12 +39,17 @@ def main(argv=None):
         parser.error("-integration-id is required")
     store = open_tool_store(parser, args, integration_ns=args.namespace)
     try:
-        log.info("Creating integration '%s' in %s, namespace '%s'...", args.integration_id, args.store,
-                 args.namespace)
+        log.info("Creating integration '%s' in %s, namespace '%s'...", args.integration_id, args.store, args.namespace)
         result = create_integration_key(
-            store, args.integration_id, key_id=args.key_id,
-            integration_description=args.integration_description, key_description=args.key_description,
-            tier=args.key_tier, hash_scheme=args.hash, bcrypt_cost=args.bcrypt_cost)
+            store,
+            args.integration_id,
+            key_id=args.key_id,
+            integration_description=args.integration_description,
+            key_description=args.key_description,
+            tier=args.key_tier,
+            hash_scheme=args.hash,
+            bcrypt_cost=args.bcrypt_cost,
+        )
     except (MalformedKey, StoreError) as e:
         die(PROG, e)
     finally:

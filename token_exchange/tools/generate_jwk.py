@@ -34,18 +34,20 @@ class EditRefused(Exception):
 
 
 def build_parser():
-    parser = FlagParser(PROG, "Generate a private JWK for signing tokens (file mode 0600, never overwritten), "
-                              "or add, promote or retire a key of a key file for a rotation.")
+    parser = FlagParser(
+        PROG,
+        "Generate a private JWK for signing tokens (file mode 0600, never overwritten), "
+        "or add, promote or retire a key of a key file for a rotation.",
+    )
     add_flag(parser, "alg", "signature algorithm of a new key", choices=GENERATE_ALGS, default="RS256")
     add_flag(parser, "kid", "key ID of a new key (a random UUID when empty)", default="")
     add_flag(parser, "out", "file to write a new private JWK to", default="")
-    add_flag(parser, "set", "key file to edit (one private JWK or a JWK Set), with -add, -promote or -retire",
-             default="")
-    add_flag(parser, "add", "with -set: generate a new key and append it (published, not signing)",
-             action="store_true")
+    add_flag(
+        parser, "set", "key file to edit (one private JWK or a JWK Set), with -add, -promote or -retire", default=""
+    )
+    add_flag(parser, "add", "with -set: generate a new key and append it (published, not signing)", action="store_true")
     add_flag(parser, "promote", "with -set: the kid of a private key to sign with from now on", default="")
-    add_flag(parser, "retire", "with -set: the kid of a key to stop publishing (never the signing key)",
-             default="")
+    add_flag(parser, "retire", "with -set: the kid of a key to stop publishing (never the signing key)", default="")
     return parser
 
 
@@ -127,7 +129,7 @@ def promoted(members, kid):
     if position == _signing_position(members):
         raise EditRefused(f"-promote: key {kid!r} already signs")
     key = members[position]
-    rest = members[:position] + members[position + 1:]
+    rest = members[:position] + members[position + 1 :]
     return [key, *rest], f"Promoted key kid={kid} to signing"
 
 
@@ -136,7 +138,7 @@ def retired(members, kid):
     position = _position(members, kid, "-retire")
     if position == _signing_position(members):
         raise EditRefused(f"-retire: key {kid!r} signs; promote another key first")
-    return members[:position] + members[position + 1:], f"Retired key kid={kid} (no longer published)"
+    return members[:position] + members[position + 1 :], f"Retired key kid={kid} (no longer published)"
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ every status other than "active", and `activate` sets it back.
 
 import logging
 
-from token_exchange.verification.apikey import MalformedKey
 from token_exchange.cli.flags import add_flag, tier_number
-from token_exchange.tools.provisioning import add_integration_key
 from token_exchange.store import ACTIVE, DEFAULT_INTEGRATION_NS, StoreError
 from token_exchange.tools.common import (
     add_json_flag,
@@ -28,6 +26,8 @@ from token_exchange.tools.common import (
     print_owners,
     start,
 )
+from token_exchange.tools.provisioning import add_integration_key
+from token_exchange.verification.apikey import MalformedKey
 
 PROG = "integration-keys"
 REVOKED = "revoked"
@@ -68,8 +68,12 @@ COMMANDS = {
     "activate": ("Re-activate a key: set its status back to 'active'.", _key_flags),
     "set-tier": ("Change a key's service tier.", _tier_flags),
 }
-REQUIRED = {"add": ("integration-id",), "revoke": ("integration-id", "key-id"),
-            "activate": ("integration-id", "key-id"), "set-tier": ("integration-id", "key-id", "key-tier")}
+REQUIRED = {
+    "add": ("integration-id",),
+    "revoke": ("integration-id", "key-id"),
+    "activate": ("integration-id", "key-id"),
+    "set-tier": ("integration-id", "key-id", "key-tier"),
+}
 
 
 def main(argv=None):
@@ -96,19 +100,26 @@ def list_keys(store, args):
     integrations = store.list_integrations(args.integration_id or None)
     if args.integration_id and not integrations:
         raise StoreError(f"integration {args.integration_id!r} does not exist")
-    print_owners(integrations, args, "integrations",
-                 lambda integration: (f"{integration.integration_id}  created {integration.created_at or '-'}"
-                                      f"  {integration.description or '(no description)'}"),
-                 ("KEY ID", "TIER", "STATUS", "HASH", "CREATED", "DESCRIPTION"),
-                 lambda key: (key.key_id, key.tier, key.status or "-", key.hash_scheme, key.created_at or "-",
-                              key.description))
+    print_owners(
+        integrations,
+        args,
+        "integrations",
+        lambda integration: (
+            f"{integration.integration_id}  created {integration.created_at or '-'}"
+            f"  {integration.description or '(no description)'}"
+        ),
+        ("KEY ID", "TIER", "STATUS", "HASH", "CREATED", "DESCRIPTION"),
+        lambda key: (key.key_id, key.tier, key.status or "-", key.hash_scheme, key.created_at or "-", key.description),
+    )
 
 
 def add_key(store, args):
-    log.info("Adding a key to integration '%s' in %s, namespace '%s'...", args.integration_id, args.store,
-             args.namespace)
-    result = add_integration_key(store, args.integration_id, args.key_id, args.key_description, args.key_tier,
-                                 args.hash, args.bcrypt_cost)
+    log.info(
+        "Adding a key to integration '%s' in %s, namespace '%s'...", args.integration_id, args.store, args.namespace
+    )
+    result = add_integration_key(
+        store, args.integration_id, args.key_id, args.key_description, args.key_tier, args.hash, args.bcrypt_cost
+    )
     if args.json:
         print_json({"integration_id": result.integration_id, "key_id": result.key_id, "api_key": result.api_key})
     else:
@@ -126,7 +137,7 @@ def change_key(store, command, args):
     if args.json:
         print_json({"integration_id": args.integration_id, "key_id": args.key_id, **change})
     else:
-        (name, value), = change.items()
+        ((name, value),) = change.items()
         print(f"{done} key {args.key_id} of integration {args.integration_id} ({name} {value}).")
 
 

@@ -31,8 +31,16 @@ class NewAutojoinKey:
         return f"NewAutojoinKey(org={self.org!r})"
 
 
-def create_integration_key(store, integration_id, key_id="", integration_description="", key_description="",
-                           tier=0, hash_scheme=BCRYPT, bcrypt_cost=DEFAULT_BCRYPT_COST):
+def create_integration_key(
+    store,
+    integration_id,
+    key_id="",
+    integration_description="",
+    key_description="",
+    tier=0,
+    hash_scheme=BCRYPT,
+    bcrypt_cost=DEFAULT_BCRYPT_COST,
+):
     """Create the integration if needed and add one active key to it.
 
     Raises apikey.MalformedKey for ids the service could not parse back, and
@@ -42,12 +50,21 @@ def create_integration_key(store, integration_id, key_id="", integration_descrip
     key_id = key_id or apikey.generate_key_id()
     apikey.check_key_id(key_id)  # before anything is written
     created = store.ensure_integration(integration_id, integration_description)
-    return add_integration_key(store, integration_id, key_id, key_description, tier, hash_scheme, bcrypt_cost,
-                               integration_created=created)
+    return add_integration_key(
+        store, integration_id, key_id, key_description, tier, hash_scheme, bcrypt_cost, integration_created=created
+    )
 
 
-def add_integration_key(store, integration_id, key_id="", key_description="", tier=0, hash_scheme=BCRYPT,
-                        bcrypt_cost=DEFAULT_BCRYPT_COST, integration_created=False):
+def add_integration_key(
+    store,
+    integration_id,
+    key_id="",
+    key_description="",
+    tier=0,
+    hash_scheme=BCRYPT,
+    bcrypt_cost=DEFAULT_BCRYPT_COST,
+    integration_created=False,
+):
     """Add one active key to an existing integration (store.NotFound when there is none)."""
     apikey.check_integration_id(integration_id)
     key_id = key_id or apikey.generate_key_id()
@@ -55,8 +72,9 @@ def add_integration_key(store, integration_id, key_id="", key_description="", ti
     secret = apikey.generate_secret()
     key_hash = hash_secret(secret.encode(), hash_scheme, bcrypt_cost)
     store.add_integration_key(integration_id, key_id, key_hash, key_description, tier)
-    return NewIntegrationKey(integration_id, key_id, apikey.format_integration_key(integration_id, key_id, secret),
-                             integration_created)
+    return NewIntegrationKey(
+        integration_id, key_id, apikey.format_integration_key(integration_id, key_id, secret), integration_created
+    )
 
 
 def create_autojoin_key(store, org, email=""):

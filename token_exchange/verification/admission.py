@@ -47,21 +47,21 @@ class Throttled(Refused):
 
 
 class Admission:
-    def __init__(self, max_pending=DEFAULT_MAX_PENDING, max_failures_per_key=MAX_FAILURES_PER_KEY,
-                 clock=time.monotonic):
+    def __init__(
+        self, max_pending=DEFAULT_MAX_PENDING, max_failures_per_key=MAX_FAILURES_PER_KEY, clock=time.monotonic
+    ):
         self._max_pending = max_pending
         self._max_failures = max_failures_per_key
         self._clock = clock
         self.pending = 0
-        self._running = collections.Counter()  # key id -> checks in progress
+        self._running: collections.Counter[str] = collections.Counter()  # key id -> checks in progress
         self._failures = {}  # key id -> deque of failure times, oldest first
 
     def admit(self, key_id):
         """Count a check for key_id as started, or raise Overloaded or Throttled."""
         retry_after = self._failure_retry_after(key_id)
         if retry_after:
-            raise Throttled(f"{self._max_failures} failed checks within {FAILURE_WINDOW_SECONDS:g} s",
-                            retry_after)
+            raise Throttled(f"{self._max_failures} failed checks within {FAILURE_WINDOW_SECONDS:g} s", retry_after)
         if self._running[key_id] >= MAX_CONCURRENT_PER_KEY:
             raise Throttled(f"{MAX_CONCURRENT_PER_KEY} checks already running for this key", 1)
         if self.pending >= self._max_pending:

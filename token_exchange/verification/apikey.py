@@ -70,14 +70,14 @@ def parse_integration_key(api_key):
         raise MalformedKey(f"key longer than {MAX_INTEGRATION_KEY_BYTES} bytes")
     if not raw.startswith(_INTEGRATION_KEY_PREFIX):
         raise MalformedKey(f"key does not start with {INTEGRATION_KEY_PREFIX!r}")
-    parts = raw[len(_INTEGRATION_KEY_PREFIX):].split(b".", 3)
+    parts = raw[len(_INTEGRATION_KEY_PREFIX) :].split(b".", 3)
     if len(parts) != 3:
         raise MalformedKey(f"expected 3 dot-separated parts, got {len(parts)}")
     integration_part, key_id, secret = parts
 
     if not integration_part.startswith(_INTEGRATION_ID_PREFIX):
         raise MalformedKey(f"integration part does not start with {INTEGRATION_ID_PREFIX!r}")
-    integration_id = integration_part[len(_INTEGRATION_ID_PREFIX):]
+    integration_id = integration_part[len(_INTEGRATION_ID_PREFIX) :]
     if not 1 <= len(integration_id) <= MAX_INTEGRATION_ID_BYTES:
         raise MalformedKey(f"integration id must be 1..{MAX_INTEGRATION_ID_BYTES} bytes")
 

@@ -23,5 +23,6 @@ def _lower_priority():
 
 
 def make_hash_executor(threads=None):
-    return concurrent.futures.ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="hash",
-                                                 initializer=_lower_priority)
+    return concurrent.futures.ThreadPoolExecutor(
+        threads or os.cpu_count() or 1, thread_name_prefix="hash", initializer=_lower_priority
+    )

@@ -15,16 +15,32 @@ import asyncio
 import time
 from typing import NamedTuple
 
-from token_exchange.verification.admission import (DEFAULT_MAX_PENDING, MAX_FAILURES_PER_KEY, Admission, Overloaded, Refused,
-                                      Throttled)
+from token_exchange.store import ACTIVE, StoreUnavailable
+from token_exchange.verification.admission import (
+    DEFAULT_MAX_PENDING,
+    MAX_FAILURES_PER_KEY,
+    Admission,
+    Overloaded,
+    Refused,
+    Throttled,
+)
 from token_exchange.verification.apikey import MalformedKey, check_autojoin_key, parse_integration_key
 from token_exchange.verification.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS, RecordCache
 from token_exchange.verification.secrethash import BCRYPT, hash_scheme, verify_secret
-from token_exchange.store import ACTIVE, StoreUnavailable
 from token_exchange.verification.verifycache import VerificationCache
 
-__all__ = ["DEFAULT_KEY_CACHE_TTL_SECONDS", "IntegrationIdentity", "InvalidKey", "KeyVerifier", "Overloaded",
-           "Refused", "Throttled", "VerifierEvents", "parse_presented_integration_key"]
+__all__ = [
+    "DEFAULT_KEY_CACHE_TTL_SECONDS",
+    "IntegrationIdentity",
+    "InvalidKey",
+    "KeyVerifier",
+    "Overloaded",
+    "Refused",
+    "Throttled",
+    "VerifierEvents",
+    "parse_presented_integration_key",
+]
+
 
 class InvalidKey(Exception):
     """The key is refused (401). The message is a reason safe to log."""
@@ -78,10 +94,21 @@ def parse_presented_integration_key(api_key):
 
 
 class KeyVerifier:
-    def __init__(self, store, store_executor, hash_executor, store_timeout_seconds, *,
-                 key_cache_ttl=DEFAULT_KEY_CACHE_TTL_SECONDS, max_pending_verifications=DEFAULT_MAX_PENDING,
-                 max_failures_per_key=MAX_FAILURES_PER_KEY, verification_cache=None, verify=verify_secret,
-                 events=None, clock=time.monotonic):
+    def __init__(
+        self,
+        store,
+        store_executor,
+        hash_executor,
+        store_timeout_seconds,
+        *,
+        key_cache_ttl=DEFAULT_KEY_CACHE_TTL_SECONDS,
+        max_pending_verifications=DEFAULT_MAX_PENDING,
+        max_failures_per_key=MAX_FAILURES_PER_KEY,
+        verification_cache=None,
+        verify=verify_secret,
+        events=None,
+        clock=time.monotonic,
+    ):
         self._store = store
         self._store_executor = store_executor
         self._hash_executor = hash_executor

@@ -40,10 +40,21 @@ class RequestLog:
         lowest = self._lowest_status_logged
         if lowest is not None and status >= lowest:
             # Cloud Logging shows httpRequest as the request's summary line.
-            http_request = {"requestMethod": request.method, "requestUrl": request.path, "status": status,
-                            "latency": f"{seconds:.6f}s", "remoteIp": request.remote_ip}
-            self._logger.info("%s %s %d %.1fms %s", request.method, request.path, status, 1000.0 * seconds,
-                              request.remote_ip, extra={"json_fields": {"httpRequest": http_request},
-                                                        "fields": getattr(handler, "access_fields", {})})
+            http_request = {
+                "requestMethod": request.method,
+                "requestUrl": request.path,
+                "status": status,
+                "latency": f"{seconds:.6f}s",
+                "remoteIp": request.remote_ip,
+            }
+            self._logger.info(
+                "%s %s %d %.1fms %s",
+                request.method,
+                request.path,
+                status,
+                1000.0 * seconds,
+                request.remote_ip,
+                extra={"json_fields": {"httpRequest": http_request}, "fields": getattr(handler, "access_fields", {})},
+            )
         if self._metrics is not None:
             self._metrics.observe_request(request.method, request.path, status, seconds)

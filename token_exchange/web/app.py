@@ -19,7 +19,7 @@ def make_app(verifier, issuer, public_jwks, *, in_flight, metrics=None, access_l
     metrics: a ServiceMetrics, or None; access_log: which requests leave an access line (accesslog).
     """
     token_deps = dict(verifier=verifier, issuer=issuer)
-    routes = [
+    routes: list = [
         (r"/v0/token/integration", IntegrationHandler, token_deps),
         (r"/v0/token/autojoin", AutojoinHandler, token_deps),
         (r"/\.well-known/jwks\.json", JWKSHandler, dict(body=jwks_body(public_jwks))),

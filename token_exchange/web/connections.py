@@ -14,7 +14,9 @@ from tornado.httputil import HTTPMessageDelegate
 class ServiceHTTPServer(tornado.httpserver.HTTPServer):
     """ServiceHTTPServer(app, in_flight=RequestsInFlight, other HTTPServer options)."""
 
-    def initialize(self, request_callback, *, in_flight, **kwargs):
+    # HTTPServer is configured through initialize() (tornado.util.Configurable): in_flight is ours, the rest
+    # Tornado's own options.
+    def initialize(self, request_callback, *, in_flight, **kwargs):  # type: ignore[override]
         super().initialize(request_callback, **kwargs)
         self._in_flight = in_flight
 

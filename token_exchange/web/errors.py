@@ -47,14 +47,18 @@ ANSWERS = {
     InvalidBody: Answer(400, "Invalid request body\n"),
     InvalidKey: Answer(401, "Invalid API key\n", logging.INFO, "{kind} key refused: {error}"),
     BodyTooLarge: Answer(413, "Request body too large\n"),
-    Throttled: Answer(429, "Too many attempts for this key, retry later\n", logging.WARNING,
-                      "{kind} key check throttled: {error}"),
-    Overloaded: Answer(503, "Too many key verifications pending, retry later\n", logging.WARNING,
-                       "{kind} key check refused: {error}"),
-    StoreUnavailable: Answer(503, "Key store unavailable, retry later\n", logging.ERROR,
-                             "key store unavailable ({kind}): {error}"),
-    SigningFailed: Answer(500, "Failed to generate token\n", logging.ERROR, "signing failed for {path}",
-                          traceback=True),
+    Throttled: Answer(
+        429, "Too many attempts for this key, retry later\n", logging.WARNING, "{kind} key check throttled: {error}"
+    ),
+    Overloaded: Answer(
+        503, "Too many key verifications pending, retry later\n", logging.WARNING, "{kind} key check refused: {error}"
+    ),
+    StoreUnavailable: Answer(
+        503, "Key store unavailable, retry later\n", logging.ERROR, "key store unavailable ({kind}): {error}"
+    ),
+    SigningFailed: Answer(
+        500, "Failed to generate token\n", logging.ERROR, "signing failed for {path}", traceback=True
+    ),
     MethodNotAllowed: Answer(405, "Method not allowed\n"),
 }
 

@@ -10,7 +10,7 @@ log = logging.getLogger("token_exchange.handlers")
 
 
 class BaseHandler(RequestHandler):
-    ALLOWED_METHODS = ("GET", "HEAD")
+    ALLOWED_METHODS: tuple[str, ...] = ("GET", "HEAD")
     # Names the request in log lines about it ("integration key refused: ...").
     KIND = "request"
 
@@ -71,8 +71,7 @@ class BaseHandler(RequestHandler):
         if answer.log is None:
             return
         # The path only: a query string may hold a key.
-        message = answer.log.format(kind=self.KIND, path=self.request.path, method=self.request.method,
-                                    error=value)
+        message = answer.log.format(kind=self.KIND, path=self.request.path, method=self.request.method, error=value)
         log.log(answer.log_level, "%s", message, exc_info=(typ, value, tb) if answer.traceback else None)
 
 

@@ -1,5 +1,8 @@
 """What the two token endpoints share: POST {"api_key": "..."}, read as it streams in, answered {"token": ...}."""
 
+from typing import cast
+
+from tornado.http1connection import HTTP1Connection
 from tornado.web import Finish, stream_request_body
 
 from token_exchange.web.body import MAX_BODY_BYTES, BodyTooLarge, api_key_from_body, declared_body_length
@@ -34,7 +37,7 @@ class TokenHandler(BaseHandler):
         length = declared_body_length(self.request.headers)
         if length is not None and length > MAX_BODY_BYTES:
             raise BodyTooLarge()
-        self.request.connection.set_max_body_size(MAX_STREAMED_BYTES)
+        cast(HTTP1Connection, self.request.connection).set_max_body_size(MAX_STREAMED_BYTES)
 
     def data_received(self, chunk):
         if self._too_large:
