@@ -18,7 +18,7 @@ import collections
 import math
 import time
 
-# 64 checks at cost 10 on 2 cores wait at most ~3 s: long, yet bounded.
+# A queued check waits at most this many checks' time, divided among the cores: long, yet bounded.
 DEFAULT_MAX_PENDING = 64
 # The holder of a key sends one secret, and concurrent requests with one
 # secret share a single check: two leaves room and still caps a flood.

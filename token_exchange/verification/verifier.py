@@ -47,7 +47,7 @@ class InvalidKey(Exception):
 
 
 class IntegrationIdentity(NamedTuple):
-    """Who a verified key belongs to (a tuple: made on every exchange, it costs half a frozen dataclass)."""
+    """Who a verified key belongs to (a tuple: made on every exchange, cheaper than a frozen dataclass)."""
 
     integration_id: str
     key_id: str
