@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install --quiet --upgrade pip
-.venv/bin/pip install --quiet -e '.[test]'
+.venv/bin/pip install --quiet -e '.[test,lint]'
 ./build.sh
 exec .venv/bin/python -m pytest "$@"

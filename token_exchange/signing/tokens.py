@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from token_exchange.signing.jws import CompactSigner
+from token_exchange.verification.verifier import IntegrationIdentity
 
 ISSUER = "token-exchange"
 
@@ -39,13 +40,13 @@ class TokenIssuer:
         header = {"alg": signing_key.alg, "kid": signing_key.kid, "typ": "JWT"}
         self._signer = signer or CompactSigner(signing_key, header)
 
-    def integration_token(self, identity):
+    def integration_token(self, identity: IntegrationIdentity) -> str:
         """The token of a verified integration key (verifier.IntegrationIdentity)."""
         return self._sign(
             INTEGRATION, {"int_id": identity.integration_id, "key_id": identity.key_id, "tier": int(identity.tier)}
         )
 
-    def autojoin_token(self, org):
+    def autojoin_token(self, org: str) -> str:
         return self._sign(AUTOJOIN, {"org": org})
 
     def _sign(self, audience, own_claims):

@@ -7,6 +7,7 @@ service answers 503), which is never confused with "no such key" (None).
 
 import abc
 from dataclasses import dataclass
+from typing import Optional, Protocol
 
 ACTIVE = "active"
 DEFAULT_INTEGRATION_NS = "client-integration"
@@ -103,62 +104,76 @@ def pick_by_fingerprint(prefix, candidates):
     return matches[0]
 
 
+class KeyReader(Protocol):
+    """What the service reads of a key store (a KeyStore, or metrics.TimedKeyStore around one)."""
+
+    def get_integration_key(self, integration_id: str, key_id: str) -> Optional[IntegrationKeyRecord]: ...
+
+    def find_autojoin_org(self, api_key: str) -> Optional[str]: ...
+
+    def check(self) -> None: ...
+
+
 class KeyStore(abc.ABC):
     """Integration keys (by integration id and key id) and autojoin keys."""
 
     # Read path, used by the service on every exchange.
 
     @abc.abstractmethod
-    def get_integration_key(self, integration_id, key_id):
+    def get_integration_key(self, integration_id: str, key_id: str) -> Optional[IntegrationKeyRecord]:
         """The IntegrationKeyRecord, or None when there is no such key."""
 
     @abc.abstractmethod
-    def find_autojoin_org(self, api_key):
+    def find_autojoin_org(self, api_key: str) -> Optional[str]:
         """The organisation name owning this autojoin key, or None."""
 
     # Write path, used by the operator tools.
 
     @abc.abstractmethod
-    def ensure_integration(self, integration_id, description=""):
+    def ensure_integration(self, integration_id: str, description: str = "") -> bool:
         """Create the integration unless it exists; True when created."""
 
     @abc.abstractmethod
-    def add_integration_key(self, integration_id, key_id, key_hash, description="", tier=0):
+    def add_integration_key(
+        self, integration_id: str, key_id: str, key_hash: str, description: str = "", tier: int = 0
+    ) -> None:
         """Add an active key; AlreadyExists when the key id is taken."""
 
     @abc.abstractmethod
-    def ensure_organization(self, name, email=""):
+    def ensure_organization(self, name: str, email: str = "") -> bool:
         """Create the organisation unless it exists; True when created."""
 
     @abc.abstractmethod
-    def add_autojoin_key(self, org, api_key):
+    def add_autojoin_key(self, org: str, api_key: str) -> None:
         """Add an autojoin key to an existing organisation."""
 
     # Lifecycle, used by the operator tools.
 
     @abc.abstractmethod
-    def list_integrations(self, integration_id=None):
+    def list_integrations(self, integration_id: Optional[str] = None) -> list[IntegrationInfo]:
         """IntegrationInfo of every integration (or just the one named), sorted by id, keys by key id."""
 
     @abc.abstractmethod
-    def update_integration_key(self, integration_id, key_id, status=None, tier=None):
+    def update_integration_key(
+        self, integration_id: str, key_id: str, status: Optional[str] = None, tier: Optional[int] = None
+    ) -> None:
         """Set a key's status and/or tier, keeping every other property; NotFound when there is no such key."""
 
     @abc.abstractmethod
-    def list_organizations(self, org=None):
+    def list_organizations(self, org: Optional[str] = None) -> list[OrganizationInfo]:
         """OrganizationInfo of every organisation (or just the one named), sorted by name."""
 
     @abc.abstractmethod
-    def delete_autojoin_key(self, fingerprint_prefix, org=None):
+    def delete_autojoin_key(self, fingerprint_prefix: str, org: Optional[str] = None) -> tuple[str, str]:
         """Delete the one autojoin key whose SHA-256 starts with the prefix; return (org, fingerprint).
 
         NotFound when none matches, Ambiguous when more than one does.
         """
 
     @abc.abstractmethod
-    def check(self):
+    def check(self) -> None:
         """Raise StoreUnavailable unless the store answers."""
 
     @abc.abstractmethod
-    def close(self):
+    def close(self) -> None:
         """Release connections; the store is not used afterwards."""

@@ -13,9 +13,10 @@ secret for the same hash share one check.
 
 import asyncio
 import time
-from typing import NamedTuple
+from concurrent.futures import Executor
+from typing import Callable, NamedTuple, Optional
 
-from token_exchange.store import ACTIVE, StoreUnavailable
+from token_exchange.store import ACTIVE, KeyReader, StoreUnavailable
 from token_exchange.verification.admission import (
     DEFAULT_MAX_PENDING,
     MAX_FAILURES_PER_KEY,
@@ -24,7 +25,7 @@ from token_exchange.verification.admission import (
     Refused,
     Throttled,
 )
-from token_exchange.verification.apikey import MalformedKey, check_autojoin_key, parse_integration_key
+from token_exchange.verification.apikey import IntegrationKey, MalformedKey, check_autojoin_key, parse_integration_key
 from token_exchange.verification.recordcache import DEFAULT_KEY_CACHE_TTL_SECONDS, RecordCache
 from token_exchange.verification.secrethash import BCRYPT, hash_scheme, verify_secret
 from token_exchange.verification.verifycache import VerificationCache
@@ -85,7 +86,7 @@ def _where(key):
     return f"integration={key.integration_id} key_id={key.key_id}"
 
 
-def parse_presented_integration_key(api_key):
+def parse_presented_integration_key(api_key: str) -> IntegrationKey:
     """The IntegrationKey a request presents; InvalidKey when malformed (checked before any lookup)."""
     try:
         return parse_integration_key(api_key)
@@ -94,20 +95,26 @@ def parse_presented_integration_key(api_key):
 
 
 class KeyVerifier:
+    """Checks presented keys: InvalidKey (401), Refused (429 or 503) or StoreUnavailable (503) when refused.
+
+    store: what the service reads of the key store; store_executor runs its blocking calls, hash_executor
+    the bcrypt checks (hashpool). Used on one event loop.
+    """
+
     def __init__(
         self,
-        store,
-        store_executor,
-        hash_executor,
-        store_timeout_seconds,
+        store: KeyReader,
+        store_executor: Executor,
+        hash_executor: Executor,
+        store_timeout_seconds: float,
         *,
-        key_cache_ttl=DEFAULT_KEY_CACHE_TTL_SECONDS,
-        max_pending_verifications=DEFAULT_MAX_PENDING,
-        max_failures_per_key=MAX_FAILURES_PER_KEY,
-        verification_cache=None,
-        verify=verify_secret,
-        events=None,
-        clock=time.monotonic,
+        key_cache_ttl: float = DEFAULT_KEY_CACHE_TTL_SECONDS,
+        max_pending_verifications: int = DEFAULT_MAX_PENDING,
+        max_failures_per_key: int = MAX_FAILURES_PER_KEY,
+        verification_cache: Optional[VerificationCache] = None,
+        verify: Callable[[bytes, str], bool] = verify_secret,
+        events: Optional[VerifierEvents] = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self._store = store
         self._store_executor = store_executor
@@ -118,9 +125,9 @@ class KeyVerifier:
         self._admission = Admission(max_pending_verifications, max_failures_per_key, clock=clock)
         self._verify = verify
         self._events = events or VerifierEvents()
-        self._in_flight = {}  # digest -> future of the bcrypt check running for it
+        self._in_flight: dict[bytes, asyncio.Future] = {}  # digest -> the bcrypt check running for it
 
-    async def verify_integration_key(self, key):
+    async def verify_integration_key(self, key: IntegrationKey) -> IntegrationIdentity:
         """The IntegrationIdentity of a parsed key (parse_presented_integration_key);
         InvalidKey, Refused or StoreUnavailable otherwise."""
         lookup = (key.integration_id, key.key_id)
@@ -144,7 +151,7 @@ class KeyVerifier:
                 raise InvalidKey(f"secret does not match ({_where(key)})")
         return IntegrationIdentity(record.integration_id, record.key_id, record.tier)
 
-    async def verify_autojoin_key(self, api_key):
+    async def verify_autojoin_key(self, api_key: str) -> str:
         """The organisation owning a valid autojoin key."""
         try:
             check_autojoin_key(api_key)
@@ -190,7 +197,7 @@ class KeyVerifier:
         self._admission.finish(throttle_key, matched)
         self._events.verification_done(self._admission.pending)
 
-    async def check_store(self):
+    async def check_store(self) -> None:
         """Return once the store answers within the store timeout; StoreUnavailable otherwise."""
         await self._ask_store(self._store.check)
 

@@ -1,7 +1,13 @@
 """The Tornado application: routes, and the dependencies each handler gets."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
 import tornado.web
 
+from token_exchange.signing.tokens import TokenIssuer
+from token_exchange.verification.verifier import KeyVerifier
 from token_exchange.web.accesslog import DEFAULT_ACCESS_LOG, RequestLog
 from token_exchange.web.handlers.autojoin import AutojoinHandler
 from token_exchange.web.handlers.base import NotFoundHandler
@@ -9,9 +15,21 @@ from token_exchange.web.handlers.health import HealthHandler
 from token_exchange.web.handlers.integration import IntegrationHandler
 from token_exchange.web.handlers.jwks import JWKSHandler, jwks_body
 from token_exchange.web.handlers.ready import ReadyHandler
+from token_exchange.web.inflight import RequestsInFlight
+
+if TYPE_CHECKING:  # imported by the service only once PROMETHEUS_MULTIPROC_DIR is set (cli.workers)
+    from token_exchange.observability.metrics import ServiceMetrics
 
 
-def make_app(verifier, issuer, public_jwks, *, in_flight, metrics=None, access_log=DEFAULT_ACCESS_LOG):
+def make_app(
+    verifier: KeyVerifier,
+    issuer: TokenIssuer,
+    public_jwks: list[dict],
+    *,
+    in_flight: RequestsInFlight,
+    metrics: Optional[ServiceMetrics] = None,
+    access_log: str = DEFAULT_ACCESS_LOG,
+) -> tornado.web.Application:
     """verifier: a KeyVerifier; issuer: a TokenIssuer; public_jwks: the JWKs /.well-known/jwks.json serves.
 
     in_flight: the RequestsInFlight that shutdown waits on; the server (connections.ServiceHTTPServer)

@@ -11,7 +11,7 @@ def jwks_body(public_jwks):
 
 
 class JWKSHandler(BaseHandler):
-    def initialize(self, body):
+    def initialize(self, body: bytes) -> None:
         self.body = body
 
     def get(self):

@@ -5,6 +5,8 @@ from typing import cast
 from tornado.http1connection import HTTP1Connection
 from tornado.web import Finish, stream_request_body
 
+from token_exchange.signing.tokens import TokenIssuer
+from token_exchange.verification.verifier import KeyVerifier
 from token_exchange.web.body import MAX_BODY_BYTES, BodyTooLarge, api_key_from_body, declared_body_length
 from token_exchange.web.handlers.base import BaseHandler
 
@@ -20,10 +22,10 @@ class TokenHandler(BaseHandler):
 
     ALLOWED_METHODS = ("POST",)
 
-    def initialize(self, verifier, issuer):
+    def initialize(self, verifier: KeyVerifier, issuer: TokenIssuer) -> None:
         self.verifier = verifier
         self.issuer = issuer
-        self.access_fields = {}  # what the access line adds: ids, never a secret
+        self.access_fields: dict[str, str] = {}  # what the access line adds: ids, never a secret
         self._body = bytearray()
         self._too_large = False
 
