@@ -16,7 +16,7 @@ import tornado.netutil
 
 from token_exchange.cli.config import parse_config
 from token_exchange.observability.logs import default_format, setup_logging
-from token_exchange.signing.keyfile import KeyFileError, load_key_set
+from token_exchange.signing.keyfile import KeyFileError, consumer_warning, load_key_set
 from token_exchange.signing.tokens import TokenIssuer
 from token_exchange.store import StoreError, open_store
 from token_exchange.verification.hashpool import make_hash_executor
@@ -98,6 +98,9 @@ def log_start_up(config, keys):
         extra={"json_fields": {"configuration": settings}},
     )
     # The path is logged, never the key file's contents.
+    warning = consumer_warning(keys.signing_key.alg)
+    if warning:
+        log.warning("signing key kid=%s: %s", keys.signing_key.kid, warning)
     log.info(
         "signing with key kid=%s alg=%s from %s; JWKS publishes kids %s",
         keys.signing_key.kid,

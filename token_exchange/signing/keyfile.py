@@ -39,8 +39,27 @@ DEFAULT_ALG_BY_KEY = {
     ("OKP", "Ed25519"): "EdDSA",
 }
 GENERATE_ALGS = ("RS256", "ES256", "EdDSA")
+# Who verifies our tokens, and the algorithms each can verify. In production locate and autojoin sit
+# behind Cloud Endpoints (ESPv1), which verifies the token before they see it.
+CONSUMER_ALGS = {
+    "Cloud Endpoints (ESP) in front of locate and autojoin": frozenset(("RS256", "ES256")),
+    "locate's direct JWKS verifier": frozenset(("RS256", "ES256", "EdDSA")),
+}
 MIN_RSA_BITS = 2048
 PRIVATE_PARAMS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+
+
+def consumers_refusing(alg):
+    """The consumers (CONSUMER_ALGS) that cannot verify tokens signed with alg."""
+    return [consumer for consumer, algs in CONSUMER_ALGS.items() if alg not in algs]
+
+
+def consumer_warning(alg):
+    """One line warning that some consumers cannot verify alg, or None when all of them can."""
+    refusing = consumers_refusing(alg)
+    if not refusing:
+        return None
+    return f"{alg} tokens cannot be verified by {' or '.join(refusing)}: use RS256 or ES256 in production"
 
 
 class KeyFileError(Exception):

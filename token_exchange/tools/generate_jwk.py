@@ -13,11 +13,13 @@ written atomically with mode 0600. A one-key file becomes a JWK Set
 """
 
 import json
+import sys
 
 from token_exchange.cli.flags import FlagParser, add_flag
 from token_exchange.signing.keyfile import (
     GENERATE_ALGS,
     KeyFileError,
+    consumer_warning,
     generate_private_jwk,
     parse_key_set,
     read_key_file,
@@ -39,7 +41,13 @@ def build_parser():
         "Generate a private JWK for signing tokens (file mode 0600, never overwritten), "
         "or add, promote or retire a key of a key file for a rotation.",
     )
-    add_flag(parser, "alg", "signature algorithm of a new key", choices=GENERATE_ALGS, default="RS256")
+    add_flag(
+        parser,
+        "alg",
+        "signature algorithm of a new key (Cloud Endpoints, in front of locate and autojoin, cannot verify EdDSA)",
+        choices=GENERATE_ALGS,
+        default="RS256",
+    )
     add_flag(parser, "kid", "key ID of a new key (a random UUID when empty)", default="")
     add_flag(parser, "out", "file to write a new private JWK to", default="")
     add_flag(
@@ -69,7 +77,15 @@ def main(argv=None):
         parser.error("-out (a new key file) or -set (a key file to edit) is required")
 
 
+def warn_about_consumers(alg):
+    """Say on stderr when some consumers cannot verify tokens signed with alg."""
+    warning = consumer_warning(alg)
+    if warning:
+        sys.stderr.write(f"{PROG}: warning: {warning}\n")
+
+
 def write_new_key(args):
+    warn_about_consumers(args.alg)
     data = generate_private_jwk(args.alg, args.kid or None)
     try:
         write_private_jwk(args.out, data)
@@ -105,6 +121,10 @@ def edit_key_set(args, edit):
         replace_key_file(path, edited)
     except OSError as e:
         die(PROG, f"cannot write {path}: {e.strerror}")
+    if edit == "add":
+        warn_about_consumers(args.alg)
+    elif edit == "promote":
+        warn_about_consumers(keys.signing_key.alg)
     print(f"{done} in {path}")
     print(f"Signing kid: {keys.signing_key.kid}")
     print(f"Published kids: {', '.join(keys.published_kids)}")
