@@ -1,33 +1,44 @@
-"""Fixtures: real signing keys, a real SQLite file, the real app on a real socket."""
+"""Fixtures of every tier: real signing keys, a real SQLite file, the real app on a real socket.
+
+Tests live in three directories, one per tier, and each test is marked with its tier here:
+  unit/  a module's logic in process, no sockets           (pytest -m unit)
+  http/  the real Tornado app in process over real sockets  (pytest -m http)
+  e2e/   built zipapps, subprocesses, the Datastore test server (pytest -m e2e; fixtures in e2e/conftest.py)
+"""
 
 import asyncio
 import concurrent.futures
 import json
-import os
 import pathlib
-import subprocess
-import sys
 import threading
 
 import pytest
 import tornado.testing
 
+from tests.support import ALGS, TEST_BCRYPT_COST
+from token_exchange.observability.metrics import ServiceMetrics
+from token_exchange.signing.keyfile import generate_private_jwk, load_key_set
+from token_exchange.signing.tokens import TokenIssuer
+from token_exchange.store.sqlite import SQLiteKeyStore
+from token_exchange.tools.provisioning import create_autojoin_key, create_integration_key
+from token_exchange.verification.verifier import KeyVerifier
 from token_exchange.web.app import make_app
 from token_exchange.web.body import MAX_BODY_BYTES
 from token_exchange.web.connections import ServiceHTTPServer
 from token_exchange.web.inflight import RequestsInFlight
-from token_exchange.observability.metrics import ServiceMetrics
-from token_exchange.tools.provisioning import create_autojoin_key, create_integration_key
-from token_exchange.signing.keyfile import generate_private_jwk, load_key_set
-from token_exchange.store.sqlite import SQLiteKeyStore
-from token_exchange.signing.tokens import TokenIssuer
-from token_exchange.verification.verifier import KeyVerifier
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DIST = ROOT / "dist"
-# Low bcrypt cost keeps the suite fast; one test covers the default cost.
-TEST_BCRYPT_COST = 4
-ALGS = ("RS256", "ES256", "EdDSA")
+TIERS = ("unit", "http", "e2e")
+TESTS_DIR = pathlib.Path(__file__).resolve().parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with the tier of the directory it lives in; a test outside the tiers is an error."""
+    for item in items:
+        tier = pathlib.Path(item.path).resolve().relative_to(TESTS_DIR).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: tests live in tests/unit, tests/http or tests/e2e")
+        item.add_marker(tier)
 
 
 @pytest.fixture(scope="session")
@@ -39,10 +50,12 @@ def private_jwks():
 @pytest.fixture
 def key_file(tmp_path, private_jwks):
     """Write the private JWK of an algorithm to a file; return its path."""
+
     def write(alg="RS256"):
         path = tmp_path / f"jwk-priv-{alg}.json"
         path.write_text(json.dumps(private_jwks[alg]))
         return path
+
     return write
 
 
@@ -61,9 +74,11 @@ def store(db_path):
 @pytest.fixture
 def integration_key(store):
     """Create an integration key in the store; return its NewIntegrationKey."""
+
     def create(integration_id="acme", tier=0, **kwargs):
         kwargs.setdefault("bcrypt_cost", TEST_BCRYPT_COST)
         return create_integration_key(store, integration_id, tier=tier, **kwargs)
+
     return create
 
 
@@ -71,15 +86,27 @@ def integration_key(store):
 def autojoin_key(store):
     def create(org="example-org", email=""):
         return create_autojoin_key(store, org, email)
+
     return create
 
 
 class RunningService:
     """The real application on a real socket, its loop in a background thread."""
 
-    def __init__(self, signing_key, store_path, issuer_factory=TokenIssuer, store_timeout=3.0, store=None,
-                 key_cache_ttl=0, verifier_options=None, public_jwks=None, access_log="all", server_options=None,
-                 **store_options):
+    def __init__(
+        self,
+        signing_key,
+        store_path,
+        issuer_factory=TokenIssuer,
+        store_timeout=3.0,
+        store=None,
+        key_cache_ttl=0,
+        verifier_options=None,
+        public_jwks=None,
+        access_log="all",
+        server_options=None,
+        **store_options,
+    ):
         """verifier_options go to KeyVerifier (verify, events, clock, ...); server_options to ServiceHTTPServer.
 
         key_cache_ttl is 0 unless given, so tests see each store change at once; access_log is
@@ -91,11 +118,20 @@ class RunningService:
         self.key_store = store or SQLiteKeyStore(str(store_path), **store_options)
         self.store = self.metrics.timed_store(self.key_store)
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=4)
-        verifier_options = {"key_cache_ttl": key_cache_ttl, "events": self.metrics.verifier_events,
-                            **(verifier_options or {})}
+        verifier_options = {
+            "key_cache_ttl": key_cache_ttl,
+            "events": self.metrics.verifier_events,
+            **(verifier_options or {}),
+        }
         self.verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout, **verifier_options)
-        self.app = make_app(self.verifier, issuer_factory(signing_key), public_jwks or [signing_key.public_jwk],
-                            in_flight=self.in_flight, metrics=self.metrics, access_log=access_log)
+        self.app = make_app(
+            self.verifier,
+            issuer_factory(signing_key),
+            public_jwks or [signing_key.public_jwk],
+            in_flight=self.in_flight,
+            metrics=self.metrics,
+            access_log=access_log,
+        )
         sock, self.port = tornado.testing.bind_unused_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self._sock = sock
@@ -108,8 +144,9 @@ class RunningService:
     def _run(self):
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        self.server = ServiceHTTPServer(self.app, in_flight=self.in_flight, max_body_size=MAX_BODY_BYTES,
-                                        **self._server_options)
+        self.server = ServiceHTTPServer(
+            self.app, in_flight=self.in_flight, max_body_size=MAX_BODY_BYTES, **self._server_options
+        )
         self.server.add_sockets([self._sock])
         self.loop.call_soon(self._started.set)
         self.loop.run_forever()
@@ -150,20 +187,3 @@ def start_service(tmp_path, key_file, db_path):
 @pytest.fixture
 def service(start_service):
     return start_service()
-
-
-@pytest.fixture(scope="session")
-def built_zipapps():
-    """The zipapps of build.sh (scripts/test.sh builds them first); built here when missing."""
-    names = ("token-exchange", "create-integration", "create-autojoin-key", "integration-keys", "autojoin-keys",
-             "generate-jwk")
-    paths = {name: DIST / f"{name}.pyz" for name in names}
-    if not all(path.exists() for path in paths.values()):
-        subprocess.run(["bash", str(ROOT / "build.sh")], check=True, cwd=ROOT)
-    return paths
-
-
-def plain_python():
-    """The interpreter a user would run the zipapps with: no virtualenv, no project on the path."""
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    return os.environ.get("TEST_ZIPAPP_PYTHON", base)

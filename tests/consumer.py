@@ -35,8 +35,7 @@ def verify_token(base_url, token, audience, now=None):
     key = fetch_jwks(base_url).get_key(header["kid"])
     assert key is not None, "no JWKS key with the token's kid"
     assert not key.has_private
-    verified = jwt.JWT(algs=[header["alg"]],
-                       check_claims={"iss": ISSUER, "aud": audience, "exp": None, "nbf": None})
+    verified = jwt.JWT(algs=[header["alg"]], check_claims={"iss": ISSUER, "aud": audience, "exp": None, "nbf": None})
     verified.leeway = 0
     verified.deserialize(token, key)
     claims = json.loads(verified.claims)

@@ -85,6 +85,7 @@ class _Stored:
 
 # ---------------------------------------------------------------- helpers
 
+
 def _now():
     ts = timestamp_pb2.Timestamp()
     ts.GetCurrentTime()
@@ -104,8 +105,7 @@ def _sort_key(ident):
     # Datastore orders path element by element: kind, then ids before names;
     # a parent sorts before its children (tuple prefix rule does that).
     project, database, namespace, path = ident
-    return (project, database, namespace,
-            tuple((kind, isinstance(v, str), v) for kind, v in path))
+    return (project, database, namespace, tuple((kind, isinstance(v, str), v) for kind, v in path))
 
 
 def _flat_path(path):
@@ -160,8 +160,7 @@ def to_value(obj):
 def make_entity(path, properties=None, *, project="test-project", namespace="", database=""):
     """Entity from a flat key path and {name: python value or Value}."""
     e = _EntityPb()
-    e.key.CopyFrom(ent.Key.pb(make_key(path, project=project, namespace=namespace,
-                                       database=database)))
+    e.key.CopyFrom(ent.Key.pb(make_key(path, project=project, namespace=namespace, database=database)))
     for name, val in (properties or {}).items():
         e.properties[name].CopyFrom(ent.Value.pb(to_value(val)))
     return ent.Entity.wrap(e)
@@ -188,6 +187,7 @@ def from_value(v):
 
 # ------------------------------------------------------------------ server
 
+
 class DatastoreTestServer:
     """A Datastore v1 gRPC server on 127.0.0.1; see the module docstring."""
 
@@ -206,8 +206,8 @@ class DatastoreTestServer:
     def _clear_data(self):
         self._entities = {}  # (project, database, namespace, path) -> _Stored
         self._versions = {}  # same keys, deletions included: for conflict checks
-        self._version = 0    # bumped once per applied commit
-        self._txns = {}      # transaction id -> {"read_only", "reads"}
+        self._version = 0  # bumped once per applied commit
+        self._txns = {}  # transaction id -> {"read_only", "reads"}
         self._next_txn = itertools.count(1)
         # Large, like real auto-ids, so they rarely collide with seeded ids.
         self._next_id = itertools.count(5629499534213120)
@@ -224,8 +224,7 @@ class DatastoreTestServer:
             "Lookup": (self._lookup, ds.LookupRequest, ds.LookupResponse),
             "RunQuery": (self._run_query, ds.RunQueryRequest, ds.RunQueryResponse),
             "Commit": (self._commit, ds.CommitRequest, ds.CommitResponse),
-            "BeginTransaction": (self._begin_transaction, ds.BeginTransactionRequest,
-                                 ds.BeginTransactionResponse),
+            "BeginTransaction": (self._begin_transaction, ds.BeginTransactionRequest, ds.BeginTransactionResponse),
             "Rollback": (self._rollback, ds.RollbackRequest, ds.RollbackResponse),
             "AllocateIds": (self._allocate_ids, ds.AllocateIdsRequest, ds.AllocateIdsResponse),
             "ReserveIds": (self._reserve_ids, ds.ReserveIdsRequest, ds.ReserveIdsResponse),
@@ -234,12 +233,12 @@ class DatastoreTestServer:
             name: grpc.unary_unary_rpc_method_handler(
                 self._dispatcher(name, impl, resp),
                 request_deserializer=req.deserialize,
-                response_serializer=resp.serialize)
+                response_serializer=resp.serialize,
+            )
             for name, (impl, req, resp) in handlers.items()
         }
         # SO_REUSEPORT off: two servers must never share a port by accident.
-        server = grpc.server(futures.ThreadPoolExecutor(self._max_workers),
-                             options=[("grpc.so_reuseport", 0)])
+        server = grpc.server(futures.ThreadPoolExecutor(self._max_workers), options=[("grpc.so_reuseport", 0)])
         # Methods missing from this table (e.g. RunAggregationQuery) get
         # UNIMPLEMENTED from gRPC itself.
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, rpcs),))
@@ -250,7 +249,7 @@ class DatastoreTestServer:
 
     @property
     def address(self):
-        """"127.0.0.1:PORT", the value for DATASTORE_EMULATOR_HOST."""
+        """ "127.0.0.1:PORT", the value for DATASTORE_EMULATOR_HOST."""
         if self._port is None:
             raise RuntimeError("server not started")
         return f"127.0.0.1:{self._port}"
@@ -344,6 +343,7 @@ class DatastoreTestServer:
                 return resp_type.wrap(impl(type(request).pb(request)))
             except _RpcError as err:
                 context.abort(err.code, err.details)
+
         return handle
 
     # -- seeding and inspection (bypass the RPC layer, no call counting)
@@ -365,8 +365,7 @@ class DatastoreTestServer:
 
     def get_entity(self, path, *, namespace="", project=None, database=""):
         """The stored Entity (a copy) for a flat key path, or None."""
-        ident = (project or self.project, database, namespace,
-                 tuple(zip(path[::2], path[1::2])))
+        ident = (project or self.project, database, namespace, tuple(zip(path[::2], path[1::2])))
         with self._lock:
             stored = self._entities.get(ident)
             if stored is None:
@@ -386,9 +385,14 @@ class DatastoreTestServer:
         """Copies of stored entities in key order, optionally filtered."""
         project = project or self.project
         with self._lock:
-            idents = sorted((i for i in self._entities
-                             if i[0] == project and namespace in (None, i[2])
-                             and kind in (None, i[3][-1][0])), key=_sort_key)
+            idents = sorted(
+                (
+                    i
+                    for i in self._entities
+                    if i[0] == project and namespace in (None, i[2]) and kind in (None, i[3][-1][0])
+                ),
+                key=_sort_key,
+            )
             return [ent.Entity.wrap(_copy(self._entities[i].entity)) for i in idents]
 
     # -- storage internals (callers hold self._lock)
@@ -429,8 +433,7 @@ class DatastoreTestServer:
 
     def _new_txn(self, options):
         txn_id = b"txn-%d" % next(self._next_txn)
-        self._txns[txn_id] = {"read_only": options.WhichOneof("mode") == "read_only",
-                              "reads": {}}
+        self._txns[txn_id] = {"read_only": options.WhichOneof("mode") == "read_only", "reads": {}}
         return txn_id
 
     # -- RPC implementations: raw request pb in, raw response pb out
@@ -467,18 +470,16 @@ class DatastoreTestServer:
                 if txn is None:
                     raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "Invalid transaction.")
                 if txn["read_only"] and req.mutations:
-                    raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                                    "Cannot modify entities in a read-only transaction.")
+                    raise _RpcError(
+                        grpc.StatusCode.INVALID_ARGUMENT, "Cannot modify entities in a read-only transaction."
+                    )
                 if req.mode == Mode.NON_TRANSACTIONAL:
-                    raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                                    "transaction given in a non-transactional commit")
+                    raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "transaction given in a non-transactional commit")
                 # Optimistic concurrency: anything read since begin must be unchanged.
                 if any(self._versions.get(i, 0) != v for i, v in txn["reads"].items()):
-                    raise _RpcError(grpc.StatusCode.ABORTED,
-                                    "too much contention on these datastore entities")
+                    raise _RpcError(grpc.StatusCode.ABORTED, "too much contention on these datastore entities")
             elif req.mode == Mode.TRANSACTIONAL and not req.HasField("single_use_transaction"):
-                raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                                "transactional commit without a transaction")
+                raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "transactional commit without a transaction")
 
             # Validate every mutation before applying any, so a failing
             # commit leaves the store untouched (atomicity).
@@ -489,24 +490,25 @@ class DatastoreTestServer:
                 if op is None:
                     raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "mutation without operation")
                 key_pb = m.delete if op == "delete" else getattr(m, op).key
-                ident = self._ident(key_pb, req.project_id, req.database_id,
-                                    complete=op == "delete" or op == "update")
+                ident = self._ident(key_pb, req.project_id, req.database_id, complete=op == "delete" or op == "update")
                 allocated = None
                 if ident[3][-1][1] is None:
                     allocated = _copy(key_pb)
                     allocated.path[-1].id = next(self._next_id)
                     ident = ident[:3] + (_path_of(allocated),)
                 if ident in seen:
-                    raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT,
-                                    "A commit cannot have two mutations on the same entity.")
+                    raise _RpcError(
+                        grpc.StatusCode.INVALID_ARGUMENT, "A commit cannot have two mutations on the same entity."
+                    )
                 seen.add(ident)
                 exists = ident in self._entities
                 if op == "insert" and exists:
                     raise _RpcError(grpc.StatusCode.ALREADY_EXISTS, "entity already exists")
                 if op == "update" and not exists:
                     raise _RpcError(grpc.StatusCode.NOT_FOUND, "no entity to update")
-                conflict = (m.WhichOneof("conflict_detection_strategy") == "base_version"
-                            and m.base_version != self._versions.get(ident, 0))
+                conflict = m.WhichOneof(
+                    "conflict_detection_strategy"
+                ) == "base_version" and m.base_version != self._versions.get(ident, 0)
                 plan.append((op, m, ident, allocated, conflict))
 
             self._version += 1
@@ -573,9 +575,9 @@ class DatastoreTestServer:
         q = req.query
         if len(q.kind) > 1:
             raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "at most one kind per query")
-        if q.distinct_on or any(o.property.name != "__key__" or
-                                o.direction == qry.PropertyOrder.Direction.DESCENDING
-                                for o in q.order):
+        if q.distinct_on or any(
+            o.property.name != "__key__" or o.direction == qry.PropertyOrder.Direction.DESCENDING for o in q.order
+        ):
             raise _RpcError(grpc.StatusCode.UNIMPLEMENTED, "only ascending __key__ order")
         names = [p.property.name for p in q.projection]
         if names not in ([], ["__key__"]):
@@ -593,27 +595,31 @@ class DatastoreTestServer:
         with self._lock:
             txn = self._read_txn(req.read_options, resp)
             matched = sorted(
-                (i for i, s in self._entities.items()
-                 if i[:3] == scope
-                 and (i[3][-1][0] == kind if kind else not i[3][-1][0].startswith("__"))
-                 and (not q.HasField("filter") or self._matches(q.filter, i, s.entity, scope))),
-                key=_sort_key)
+                (
+                    i
+                    for i, s in self._entities.items()
+                    if i[:3] == scope
+                    and (i[3][-1][0] == kind if kind else not i[3][-1][0].startswith("__"))
+                    and (not q.HasField("filter") or self._matches(q.filter, i, s.entity, scope))
+                ),
+                key=_sort_key,
+            )
             if q.start_cursor:
                 start = _sort_key(self._cursor_ident(q.start_cursor, scope))
                 matched = [i for i in matched if _sort_key(i) > start]
-            skipped, matched = matched[:q.offset], matched[q.offset:]
+            skipped, matched = matched[: q.offset], matched[q.offset :]
             cut = q.HasField("limit") and len(matched) > q.limit.value
             if q.HasField("limit"):
-                matched = matched[:q.limit.value]
+                matched = matched[: q.limit.value]
             batch.skipped_results = len(skipped)
             if skipped:
                 batch.skipped_cursor = self._cursor(skipped[-1])
-            batch.entity_result_type = (qry.EntityResult.ResultType.KEY_ONLY if keys_only
-                                        else qry.EntityResult.ResultType.FULL)
+            batch.entity_result_type = (
+                qry.EntityResult.ResultType.KEY_ONLY if keys_only else qry.EntityResult.ResultType.FULL
+            )
             for ident in matched:
                 stored = self._entities[ident]
-                result = batch.entity_results.add(version=stored.version,
-                                                  cursor=self._cursor(ident))
+                result = batch.entity_results.add(version=stored.version, cursor=self._cursor(ident))
                 if keys_only:
                     result.entity.key.CopyFrom(stored.entity.key)
                 else:
@@ -624,8 +630,7 @@ class DatastoreTestServer:
                     txn["reads"].setdefault(ident, stored.version)
             last = (matched or skipped or [None])[-1]
             batch.end_cursor = self._cursor(last) if last else q.start_cursor
-            batch.more_results = (MoreResults.MORE_RESULTS_AFTER_LIMIT if cut
-                                  else MoreResults.NO_MORE_RESULTS)
+            batch.more_results = MoreResults.MORE_RESULTS_AFTER_LIMIT if cut else MoreResults.NO_MORE_RESULTS
             batch.snapshot_version = self._version
         batch.read_time.CopyFrom(_now())
         return resp
@@ -655,7 +660,7 @@ class DatastoreTestServer:
                 raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "__key__ filter needs a key")
             target = self._ident(pf.value.key_value, *scope[:2])
             if pf.op == Op.HAS_ANCESTOR:
-                return ident[:3] == target[:3] and ident[3][:len(target[3])] == target[3]
+                return ident[:3] == target[:3] and ident[3][: len(target[3])] == target[3]
             return _compare(pf.op, ("key", _sort_key(ident)), ("key", _sort_key(target)))
         if pf.op == Op.HAS_ANCESTOR:
             raise _RpcError(grpc.StatusCode.INVALID_ARGUMENT, "HAS_ANCESTOR needs __key__")
@@ -664,28 +669,34 @@ class DatastoreTestServer:
         value = entity.properties[pf.property.name]
         # An array property matches if any element does; unindexed values never match.
         values = value.array_value.values if value.HasField("array_value") else [value]
-        wanted = ([self._comparable(v, scope) for v in pf.value.array_value.values]
-                  if pf.op in (Op.IN, Op.NOT_IN) else self._comparable(pf.value, scope))
-        return any(not v.exclude_from_indexes and
-                   _compare(pf.op, self._comparable(v, scope), wanted) for v in values)
+        wanted = (
+            [self._comparable(v, scope) for v in pf.value.array_value.values]
+            if pf.op in (Op.IN, Op.NOT_IN)
+            else self._comparable(pf.value, scope)
+        )
+        return any(not v.exclude_from_indexes and _compare(pf.op, self._comparable(v, scope), wanted) for v in values)
 
     def _comparable(self, v, scope):
         """(type, python value) so that only same-typed values compare equal."""
         which = v.WhichOneof("value_type")
         if which == "key_value":
             part = v.key_value.partition_id  # a stored reference may name any project
-            return which, _sort_key((part.project_id or scope[0], part.database_id,
-                                     part.namespace_id, _path_of(v.key_value)))
+            return which, _sort_key(
+                (part.project_id or scope[0], part.database_id, part.namespace_id, _path_of(v.key_value))
+            )
         if which == "timestamp_value":
             return which, (v.timestamp_value.seconds, v.timestamp_value.nanos)
-        if which in ("null_value", "boolean_value", "integer_value", "double_value",
-                     "string_value", "blob_value"):
+        if which in ("null_value", "boolean_value", "integer_value", "double_value", "string_value", "blob_value"):
             return which, getattr(v, which)
         return which, getattr(v, which).SerializeToString(deterministic=True)
 
 
-_ORDERED_OPS = {Op.LESS_THAN: "__lt__", Op.LESS_THAN_OR_EQUAL: "__le__",
-                Op.GREATER_THAN: "__gt__", Op.GREATER_THAN_OR_EQUAL: "__ge__"}
+_ORDERED_OPS = {
+    Op.LESS_THAN: "__lt__",
+    Op.LESS_THAN_OR_EQUAL: "__le__",
+    Op.GREATER_THAN: "__gt__",
+    Op.GREATER_THAN_OR_EQUAL: "__ge__",
+}
 
 
 def _compare(op, a, b):

@@ -35,5 +35,10 @@ def request(base_url, method, path, body=None, headers=None, timeout=30):
 
 def exchange(base_url, endpoint, api_key):
     """POST {"api_key": api_key} to /v0/token/<endpoint>."""
-    return request(base_url, "POST", f"/v0/token/{endpoint}", json.dumps({"api_key": api_key}),
-                   {"Content-Type": "application/json"})
+    return request(
+        base_url,
+        "POST",
+        f"/v0/token/{endpoint}",
+        json.dumps({"api_key": api_key}),
+        {"Content-Type": "application/json"},
+    )

@@ -1,24 +1,28 @@
 """Running the built zipapps as an operator does: a plain python3 -I, a
 minimal environment, real processes on real ports.
 
-Shared by test_tools.py and test_zipapp.py, which import its fixtures.
-Every zipapp runs with only PATH and HOME set; HOME is one directory per
-session, so shiv unpacks each zipapp once (into HOME/.shiv).
+Plain helpers; the fixtures that use them (zipapp_home, zipapp_services,
+tools, ...) are in tests/e2e/conftest.py. Every zipapp runs with only PATH
+and HOME set; HOME is one directory per test run (shared by xdist workers),
+so shiv unpacks each zipapp once there (into HOME/.shiv).
 """
 
 import http.client
+import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 
-import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import plain_python
 from tests.httpclient import request
+from tests.support import TEST_BCRYPT_COST, plain_python
 
 # The first start of a zipapp unpacks it; later starts take well under a second.
 START_TIMEOUT_SECONDS = 30
@@ -28,7 +32,14 @@ RUN_TIMEOUT_SECONDS = 60
 # Ports handed to services come from below Linux's ephemeral range (32768-60999): a port the
 # kernel picks for bind(0) is also where it picks the local ports of outgoing connections, so
 # one freed for a service could be taken by any client socket before the service binds it.
-SERVICE_PORTS = range(20000, 32000)
+# Under pytest-xdist each worker takes its own share of them, so two workers never hand out the same port.
+def _service_ports():
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return range(20000 + int(worker.removeprefix("gw")), 32000, count)
+
+
+SERVICE_PORTS = _service_ports()
 _handed_out = set()
 
 
@@ -58,8 +69,9 @@ def zipapp_command(pyz, args):
 
 def run_zipapp(pyz, args, home, env=None, timeout=RUN_TIMEOUT_SECONDS, **kwargs):
     """Run a zipapp to completion; return the CompletedProcess (text output)."""
-    return subprocess.run(zipapp_command(pyz, args), env=minimal_env(home, env), capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+    return subprocess.run(
+        zipapp_command(pyz, args), env=minimal_env(home, env), capture_output=True, text=True, timeout=timeout, **kwargs
+    )
 
 
 def error_line(completed, prog):
@@ -95,22 +107,29 @@ class ZipappService:
     def __init__(self, pyz, args, home, port, env=None):
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
-        self._log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(zipapp_command(pyz, args), env=minimal_env(home, env),
-                                        stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT)
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 (open while the service runs; stop() closes it)
+        self.process = subprocess.Popen(
+            zipapp_command(pyz, args),
+            env=minimal_env(home, env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_healthy(self, timeout=START_TIMEOUT_SECONDS):
         """Poll /health until it answers ok; fail at once if the process exits."""
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise AssertionError(f"service exited with status {self.process.returncode} before answering:\n"
-                                     f"{self.output()}")
+                raise AssertionError(
+                    f"service exited with status {self.process.returncode} before answering:\n{self.output()}"
+                )
             if health(self.base_url) == b"ok":
                 return self
             if time.monotonic() > deadline:
-                raise AssertionError(f"/health did not answer ok on port {self.port} within {timeout} s:\n"
-                                     f"{self.output()}")
+                raise AssertionError(
+                    f"/health did not answer ok on port {self.port} within {timeout} s:\n{self.output()}"
+                )
             time.sleep(0.05)
 
     def output(self):
@@ -162,8 +181,15 @@ class ZipappServices:
     def start(self, *extra, key_path=None, store_path=None, metrics_host="127.0.0.1"):
         """Start on the SQLite file (default db_path) with the RS256 key_file; wait until healthy."""
         port = free_port()
-        args = ["-store", f"sqlite:{store_path or self._db_path}",
-                "-private-key-path", key_path or self._key_file("RS256"), "-port", port, *extra]
+        args = [
+            "-store",
+            f"sqlite:{store_path or self._db_path}",
+            "-private-key-path",
+            key_path or self._key_file("RS256"),
+            "-port",
+            port,
+            *extra,
+        ]
         return self.launch(args, port, metrics_host=metrics_host).wait_healthy()
 
     def stop_all(self):
@@ -171,14 +197,165 @@ class ZipappServices:
             service.stop()
 
 
-@pytest.fixture(scope="session")
-def zipapp_home(tmp_path_factory):
-    """HOME of every zipapp run of the session (shiv unpacks into HOME/.shiv)."""
-    return tmp_path_factory.mktemp("zipapp-home")
+# Reading what a running service exposes: metrics over HTTP, JSON log lines.
 
 
-@pytest.fixture
-def zipapp_services(built_zipapps, zipapp_home, key_file, db_path):
-    services = ZipappServices(built_zipapps["token-exchange"], zipapp_home, key_file, db_path)
-    yield services
-    services.stop_all()
+def metric_values(metrics_url, name):
+    """{labels: value} of one metric's samples, scraped over HTTP."""
+    text = request(metrics_url, "GET", "/metrics").body.decode()
+    return {
+        frozenset(s.labels.items()): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    }
+
+
+def settled(read, expected, timeout=10):
+    """read() once it returns expected, else its last value after timeout seconds.
+
+    A worker counts and logs a request just after sending its answer, so a
+    scrape or a log read right after the answer may not show it yet.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read()
+        if got == expected or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def hashing_queue_depth(service):
+    """bcrypt checks queued or running in the service (all its workers), scraped from its /metrics."""
+    return sum(metric_values(service.metrics_url, "tokenexchange_hashing_queue_depth").values())
+
+
+def access_lines(service, path):
+    return [
+        line
+        for line in json_lines(service.output())
+        if line.get("logger") == "token_exchange.access" and line["httpRequest"]["requestUrl"] == path
+    ]
+
+
+def json_lines(output):
+    """The JSON log lines of a service's output; every line must be one."""
+    lines = [line for line in output.splitlines() if line.strip()]
+    return [json.loads(line) for line in lines]
+
+
+# The tools as processes.
+
+
+SAVE_WARNING = "IMPORTANT: Save the API key now. It cannot be retrieved later."
+
+
+# The Go tool's block, exactly: a blank line, the header, aligned fields, a blank line, the warning.
+INTEGRATION_BLOCK = re.compile(
+    "\n"
+    "=== API Key Created ===\n"
+    "Integration ID: (?P<integration_id>[^\n]+)\n"
+    "Key ID:         (?P<key_id>[^\n]+)\n"
+    "API Key:        (?P<api_key>[^\n]+)\n"
+    "\n" + re.escape(SAVE_WARNING) + "\n"
+)
+
+
+AUTOJOIN_BLOCK = re.compile(
+    "\n"
+    "=== API Key Created ===\n"
+    "Organization:   (?P<org>[^\n]+)\n"
+    "API Key:        (?P<api_key>[^\n]+)\n"
+    "\n" + re.escape(SAVE_WARNING) + "\n"
+)
+
+
+RANDOM_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 random bytes, base64url without padding
+
+
+GENERATED_KEY_ID = re.compile(r"ki_[0-9a-f]{16}")
+
+
+@dataclass
+class IntegrationKey:
+    integration_id: str
+    key_id: str
+    api_key: str
+    stderr: str
+
+    @property
+    def secret(self):
+        return self.api_key.rsplit(".", 1)[1]
+
+
+@dataclass
+class AutojoinKey:
+    org: str
+    api_key: str
+    stderr: str
+
+
+class Tools:
+    """The tool zipapps, each run as its own process."""
+
+    def __init__(self, built_zipapps, home):
+        self.zipapps = built_zipapps
+        self.home = home
+
+    def run(self, name, *args, env=None, **kwargs):
+        return run_zipapp(self.zipapps[name], args, self.home, env, **kwargs)
+
+    def create_integration(self, db_path, integration_id, *args, bcrypt_cost=TEST_BCRYPT_COST, env=None):
+        """Run create-integration; check its exit status and exact output; return the parsed key."""
+        cost = [] if bcrypt_cost is None else ["-bcrypt-cost", bcrypt_cost]
+        store = [] if db_path is None else ["-store", f"sqlite:{db_path}"]
+        ids = [] if integration_id is None else ["-integration-id", integration_id]
+        done = self.run("create-integration", *store, *ids, *cost, *args, env=env)
+        assert done.returncode == 0, done.stderr
+        block = INTEGRATION_BLOCK.fullmatch(done.stdout)
+        assert block, done.stdout
+        key = IntegrationKey(block["integration_id"], block["key_id"], block["api_key"], done.stderr)
+        prefix = f"mlabk.cii_{key.integration_id}.{key.key_id}."
+        assert key.api_key.startswith(prefix)
+        assert RANDOM_SECRET.fullmatch(key.api_key[len(prefix) :])
+        assert key.api_key not in done.stderr and key.secret not in done.stderr
+        return key
+
+    def create_autojoin_key(self, db_path, org, *args, env=None):
+        store = [] if db_path is None else ["-store", f"sqlite:{db_path}"]
+        orgs = [] if org is None else ["-org", org]
+        done = self.run("create-autojoin-key", *store, *orgs, *args, env=env)
+        assert done.returncode == 0, done.stderr
+        block = AUTOJOIN_BLOCK.fullmatch(done.stdout)
+        assert block, done.stdout
+        assert RANDOM_SECRET.fullmatch(block["api_key"])
+        assert block["api_key"] not in done.stderr
+        return AutojoinKey(block["org"], block["api_key"], done.stderr)
+
+
+class LifecycleTools:
+    """integration-keys and autojoin-keys as processes, on one store."""
+
+    def __init__(self, built_zipapps, home, store_args, env=None):
+        self.zipapps = built_zipapps
+        self.home = home
+        self.store_args = store_args
+        self.env = env
+
+    def run(self, tool, command, *args):
+        return run_zipapp(self.zipapps[tool], [command, *self.store_args, *args], self.home, self.env)
+
+    def ok(self, tool, command, *args):
+        done = self.run(tool, command, *args)
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr
+        return done
+
+    def json(self, tool, command, *args):
+        return json.loads(self.ok(tool, command, *args, "-json").stdout)
+
+    def integrations(self, *args):
+        return {i["integration_id"]: i for i in self.json("integration-keys", "list", *args)["integrations"]}
+
+    def organizations(self, *args):
+        return {o["name"]: o for o in self.json("autojoin-keys", "list", *args)["organizations"]}

@@ -12,98 +12,13 @@ import re
 import sqlite3
 import stat
 import threading
-from dataclasses import dataclass
 
 import pytest
 
-from tests.conftest import ALGS, TEST_BCRYPT_COST
 from tests.consumer import token_header, verify_token
 from tests.httpclient import exchange
-from tests.zipapp_service import error_line, only_line, run_zipapp, zipapp_home, zipapp_services  # noqa: F401
-
-SAVE_WARNING = "IMPORTANT: Save the API key now. It cannot be retrieved later."
-# The Go tool's block, exactly: a blank line, the header, aligned fields, a blank line, the warning.
-INTEGRATION_BLOCK = re.compile(
-    "\n"
-    "=== API Key Created ===\n"
-    "Integration ID: (?P<integration_id>[^\n]+)\n"
-    "Key ID:         (?P<key_id>[^\n]+)\n"
-    "API Key:        (?P<api_key>[^\n]+)\n"
-    "\n"
-    + re.escape(SAVE_WARNING) + "\n"
-)
-AUTOJOIN_BLOCK = re.compile(
-    "\n"
-    "=== API Key Created ===\n"
-    "Organization:   (?P<org>[^\n]+)\n"
-    "API Key:        (?P<api_key>[^\n]+)\n"
-    "\n"
-    + re.escape(SAVE_WARNING) + "\n"
-)
-RANDOM_SECRET = re.compile(r"[A-Za-z0-9_-]{43}")  # 32 random bytes, base64url without padding
-GENERATED_KEY_ID = re.compile(r"ki_[0-9a-f]{16}")
-
-
-@dataclass
-class IntegrationKey:
-    integration_id: str
-    key_id: str
-    api_key: str
-    stderr: str
-
-    @property
-    def secret(self):
-        return self.api_key.rsplit(".", 1)[1]
-
-
-@dataclass
-class AutojoinKey:
-    org: str
-    api_key: str
-    stderr: str
-
-
-class Tools:
-    """The tool zipapps, each run as its own process."""
-
-    def __init__(self, built_zipapps, home):
-        self.zipapps = built_zipapps
-        self.home = home
-
-    def run(self, name, *args, env=None, **kwargs):
-        return run_zipapp(self.zipapps[name], args, self.home, env, **kwargs)
-
-    def create_integration(self, db_path, integration_id, *args, bcrypt_cost=TEST_BCRYPT_COST, env=None):
-        """Run create-integration; check its exit status and exact output; return the parsed key."""
-        cost = [] if bcrypt_cost is None else ["-bcrypt-cost", bcrypt_cost]
-        store = [] if db_path is None else ["-store", f"sqlite:{db_path}"]
-        ids = [] if integration_id is None else ["-integration-id", integration_id]
-        done = self.run("create-integration", *store, *ids, *cost, *args, env=env)
-        assert done.returncode == 0, done.stderr
-        block = INTEGRATION_BLOCK.fullmatch(done.stdout)
-        assert block, done.stdout
-        key = IntegrationKey(block["integration_id"], block["key_id"], block["api_key"], done.stderr)
-        prefix = f"mlabk.cii_{key.integration_id}.{key.key_id}."
-        assert key.api_key.startswith(prefix)
-        assert RANDOM_SECRET.fullmatch(key.api_key[len(prefix):])
-        assert key.api_key not in done.stderr and key.secret not in done.stderr
-        return key
-
-    def create_autojoin_key(self, db_path, org, *args, env=None):
-        store = [] if db_path is None else ["-store", f"sqlite:{db_path}"]
-        orgs = [] if org is None else ["-org", org]
-        done = self.run("create-autojoin-key", *store, *orgs, *args, env=env)
-        assert done.returncode == 0, done.stderr
-        block = AUTOJOIN_BLOCK.fullmatch(done.stdout)
-        assert block, done.stdout
-        assert RANDOM_SECRET.fullmatch(block["api_key"])
-        assert block["api_key"] not in done.stderr
-        return AutojoinKey(block["org"], block["api_key"], done.stderr)
-
-
-@pytest.fixture
-def tools(built_zipapps, zipapp_home):
-    return Tools(built_zipapps, zipapp_home)
+from tests.support import ALGS, TEST_BCRYPT_COST
+from tests.zipapp_service import GENERATED_KEY_ID, error_line, only_line
 
 
 def integration_claims(service, api_key):
@@ -129,8 +44,11 @@ def rows(db_path, sql, params=()):
 
 
 def stored_hash(db_path, integration_id, key_id):
-    (row,) = rows(db_path, "SELECT key_hash FROM integration_keys WHERE integration_id = ? AND key_id = ?",
-                  (integration_id, key_id))
+    (row,) = rows(
+        db_path,
+        "SELECT key_hash FROM integration_keys WHERE integration_id = ? AND key_id = ?",
+        (integration_id, key_id),
+    )
     return row[0]
 
 
@@ -140,6 +58,7 @@ def other_secret(api_key):
 
 
 # create-integration and create-autojoin-key, then the built service.
+
 
 def test_created_integration_key_is_exchanged_by_the_built_service(tools, zipapp_services, db_path):
     key = tools.create_integration(db_path, "acme")
@@ -197,6 +116,7 @@ def test_keys_created_while_the_service_runs_work_at_once(tools, zipapp_services
 
 # create-integration's flags.
 
+
 def test_key_tier(tools, zipapp_services, db_path):
     key = tools.create_integration(db_path, "acme", "-key-tier", "7")
     service = zipapp_services.start(store_path=db_path)
@@ -213,12 +133,13 @@ def test_chosen_key_id(tools, zipapp_services, db_path):
 
 
 def test_descriptions_are_stored(tools, db_path):
-    key = tools.create_integration(db_path, "acme", "-integration-description", "Acme Corp speed tests",
-                                   "-key-description", "backend, eu-west")
-    assert rows(db_path, "SELECT integration_id, description FROM integrations") == [
-        ("acme", "Acme Corp speed tests")]
+    key = tools.create_integration(
+        db_path, "acme", "-integration-description", "Acme Corp speed tests", "-key-description", "backend, eu-west"
+    )
+    assert rows(db_path, "SELECT integration_id, description FROM integrations") == [("acme", "Acme Corp speed tests")]
     assert rows(db_path, "SELECT key_id, description, status FROM integration_keys") == [
-        (key.key_id, "backend, eu-west", "active")]
+        (key.key_id, "backend, eu-west", "active")
+    ]
 
 
 def test_existing_integration_keeps_its_description(tools, db_path):
@@ -274,16 +195,19 @@ def test_bcrypt_cost_4(tools, zipapp_services, db_path):
     assert integration_claims(service, key.api_key)["key_id"] == key.key_id
 
 
-@pytest.mark.parametrize("flag,value", [
-    ("-bcrypt-cost", "3"),
-    ("-bcrypt-cost", "32"),
-    ("-bcrypt-cost", "twelve"),
-    ("-bcrypt-cost", ""),
-    ("-key-tier", "-1"),
-    ("-key-tier", "gold"),
-    ("-key-tier", str(2**63)),  # beyond the signed 64-bit integers the stores keep
-    ("-hash", "md5"),
-])
+@pytest.mark.parametrize(
+    "flag,value",
+    [
+        ("-bcrypt-cost", "3"),
+        ("-bcrypt-cost", "32"),
+        ("-bcrypt-cost", "twelve"),
+        ("-bcrypt-cost", ""),
+        ("-key-tier", "-1"),
+        ("-key-tier", "gold"),
+        ("-key-tier", str(2**63)),  # beyond the signed 64-bit integers the stores keep
+        ("-hash", "md5"),
+    ],
+)
 def test_invalid_flag_value_exits_2_with_one_line(tools, db_path, flag, value):
     done = tools.run("create-integration", "-store", f"sqlite:{db_path}", "-integration-id", "acme", flag, value)
     assert done.returncode == 2
@@ -294,14 +218,19 @@ def test_invalid_flag_value_exits_2_with_one_line(tools, db_path, flag, value):
 
 # Required flags, and flags from the environment.
 
-@pytest.mark.parametrize("tool,args,flag", [
-    ("create-integration", ["-store", "sqlite:{db}"], "-integration-id"),
-    ("create-integration", ["-store", "sqlite:{db}", "-integration-id", ""], "-integration-id"),
-    ("create-autojoin-key", ["-store", "sqlite:{db}"], "-org"),
-    ("create-integration", ["-integration-id", "acme"], "-project"),
-    ("create-autojoin-key", ["-org", "example-org"], "-project"),
-    ("generate-jwk", ["-alg", "EdDSA"], "-out"),
-], ids=["integration-id", "empty-integration-id", "org", "integration-project", "autojoin-project", "out"])
+
+@pytest.mark.parametrize(
+    "tool,args,flag",
+    [
+        ("create-integration", ["-store", "sqlite:{db}"], "-integration-id"),
+        ("create-integration", ["-store", "sqlite:{db}", "-integration-id", ""], "-integration-id"),
+        ("create-autojoin-key", ["-store", "sqlite:{db}"], "-org"),
+        ("create-integration", ["-integration-id", "acme"], "-project"),
+        ("create-autojoin-key", ["-org", "example-org"], "-project"),
+        ("generate-jwk", ["-alg", "EdDSA"], "-out"),
+    ],
+    ids=["integration-id", "empty-integration-id", "org", "integration-project", "autojoin-project", "out"],
+)
 def test_missing_required_flag(tools, db_path, tool, args, flag):
     done = tools.run(tool, *(arg.format(db=db_path) for arg in args))
     assert done.returncode == 2  # as README.md says
@@ -312,9 +241,19 @@ def test_missing_required_flag(tools, db_path, tool, args, flag):
 
 
 def test_integration_flags_from_the_environment(tools, zipapp_services, db_path):
-    key = tools.create_integration(None, None, bcrypt_cost=None, env={
-        "STORE": f"sqlite:{db_path}", "INTEGRATION_ID": "envco", "KEY_ID": "ki_fromenv", "KEY_TIER": "5",
-        "BCRYPT_COST": str(TEST_BCRYPT_COST), "KEY_DESCRIPTION": "from env"})
+    key = tools.create_integration(
+        None,
+        None,
+        bcrypt_cost=None,
+        env={
+            "STORE": f"sqlite:{db_path}",
+            "INTEGRATION_ID": "envco",
+            "KEY_ID": "ki_fromenv",
+            "KEY_TIER": "5",
+            "BCRYPT_COST": str(TEST_BCRYPT_COST),
+            "KEY_DESCRIPTION": "from env",
+        },
+    )
     assert (key.integration_id, key.key_id) == ("envco", "ki_fromenv")
     assert stored_hash(db_path, "envco", "ki_fromenv").startswith(f"$2b$0{TEST_BCRYPT_COST}$")
     assert rows(db_path, "SELECT description FROM integration_keys") == [("from env",)]
@@ -324,24 +263,41 @@ def test_integration_flags_from_the_environment(tools, zipapp_services, db_path)
 
 
 def test_autojoin_flags_from_the_environment(tools, zipapp_services, db_path):
-    key = tools.create_autojoin_key(None, None, env={"STORE": f"sqlite:{db_path}", "ORG": "env-org",
-                                                     "EMAIL": "env@example.org", "NAMESPACE": "env-platform"})
+    key = tools.create_autojoin_key(
+        None,
+        None,
+        env={"STORE": f"sqlite:{db_path}", "ORG": "env-org", "EMAIL": "env@example.org", "NAMESPACE": "env-platform"},
+    )
     assert key.org == "env-org"
     assert rows(db_path, "SELECT namespace, name, email FROM organizations") == [
-        ("env-platform", "env-org", "env@example.org")]
+        ("env-platform", "env-org", "env@example.org")
+    ]
     service = zipapp_services.start("-platform-ns", "env-platform", store_path=db_path)
     assert autojoin_claims(service, key.api_key)["org"] == "env-org"
 
 
 def test_command_line_wins_over_the_environment(tools, zipapp_services, db_path, tmp_path):
     env_db = tmp_path / "from-env.db"
-    key = tools.create_integration(db_path, "from-flag", "-key-tier", "2", "-namespace", "flag-ns", env={
-        "STORE": f"sqlite:{env_db}", "INTEGRATION_ID": "from-env", "KEY_TIER": "9", "NAMESPACE": "env-ns",
-        "BCRYPT_COST": "31"})  # the command line's cost 4 wins, or this test would take days
+    key = tools.create_integration(
+        db_path,
+        "from-flag",
+        "-key-tier",
+        "2",
+        "-namespace",
+        "flag-ns",
+        env={
+            "STORE": f"sqlite:{env_db}",
+            "INTEGRATION_ID": "from-env",
+            "KEY_TIER": "9",
+            "NAMESPACE": "env-ns",
+            "BCRYPT_COST": "31",
+        },
+    )  # the command line's cost 4 wins, or this test would take days
     assert key.integration_id == "from-flag"
     assert not env_db.exists()
     assert rows(db_path, "SELECT namespace, integration_id, tier FROM integration_keys") == [
-        ("flag-ns", "from-flag", 2)]
+        ("flag-ns", "from-flag", 2)
+    ]
     autojoin = tools.create_autojoin_key(db_path, "flag-org", env={"ORG": "env-org", "STORE": f"sqlite:{env_db}"})
     assert autojoin.org == "flag-org"
     assert not env_db.exists()
@@ -349,12 +305,24 @@ def test_command_line_wins_over_the_environment(tools, zipapp_services, db_path,
 
 # Refused ids.
 
+
 def test_duplicate_key_id_is_refused_and_the_first_key_kept(tools, zipapp_services, db_path):
     first = tools.create_integration(db_path, "acme", "-key-id", "ki_dup")
     first_hash = stored_hash(db_path, "acme", "ki_dup")
 
-    done = tools.run("create-integration", "-store", f"sqlite:{db_path}", "-integration-id", "acme",
-                     "-key-id", "ki_dup", "-bcrypt-cost", TEST_BCRYPT_COST, "-key-tier", "3")
+    done = tools.run(
+        "create-integration",
+        "-store",
+        f"sqlite:{db_path}",
+        "-integration-id",
+        "acme",
+        "-key-id",
+        "ki_dup",
+        "-bcrypt-cost",
+        TEST_BCRYPT_COST,
+        "-key-tier",
+        "3",
+    )
     assert done.returncode != 0
     assert done.stdout == ""  # no key is shown
     line = error_line(done, "create-integration")
@@ -369,13 +337,17 @@ def test_duplicate_key_id_is_refused_and_the_first_key_kept(tools, zipapp_servic
     assert integration_claims(service, other.api_key)["int_id"] == "globex"
 
 
-@pytest.mark.parametrize("args,message", [
-    (["-integration-id", "acme", "-key-id", "custom"], "key id must start with 'ki_'"),
-    (["-integration-id", "acme", "-key-id", "ki_a.b"], "key id must not contain '.'"),
-    (["-integration-id", "acme.corp"], "integration id must not contain '.'"),
-    (["-integration-id", "acme corp"], "integration id must not contain spaces"),
-    (["-integration-id", "a" * 65], "integration id must be 1..64 bytes"),
-], ids=["no-ki-prefix", "dot-in-key-id", "dot-in-integration-id", "space-in-integration-id", "long-id"])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["-integration-id", "acme", "-key-id", "custom"], "key id must start with 'ki_'"),
+        (["-integration-id", "acme", "-key-id", "ki_a.b"], "key id must not contain '.'"),
+        (["-integration-id", "acme.corp"], "integration id must not contain '.'"),
+        (["-integration-id", "acme corp"], "integration id must not contain spaces"),
+        (["-integration-id", "a" * 65], "integration id must be 1..64 bytes"),
+    ],
+    ids=["no-ki-prefix", "dot-in-key-id", "dot-in-integration-id", "space-in-integration-id", "long-id"],
+)
 def test_invalid_ids_are_refused(tools, db_path, args, message):
     done = tools.run("create-integration", "-store", f"sqlite:{db_path}", "-bcrypt-cost", TEST_BCRYPT_COST, *args)
     assert done.returncode != 0
@@ -387,6 +359,7 @@ def test_invalid_ids_are_refused(tools, db_path, args, message):
 
 
 # No plaintext at rest.
+
 
 def test_no_plaintext_secret_in_the_sqlite_files(tools, zipapp_services, db_path):
     # The running service keeps the WAL file open, so what the tools wrote is still in it.
@@ -406,14 +379,23 @@ def test_no_plaintext_secret_in_the_sqlite_files(tools, zipapp_services, db_path
     assert hashlib.sha256(autojoin.api_key.encode()).hexdigest().encode() in stored
     assert stored_hash(db_path, "acme", integration.key_id).encode() in stored
     # ...and no secret, in text or decoded to its random bytes.
-    secrets = {"integration key": integration.api_key, "integration secret": integration.secret,
-               "Go-style key": go_style.api_key, "Go-style secret": go_style.secret, "autojoin key": autojoin.api_key}
-    leaked = [what for what, secret in secrets.items()
-              if secret.encode() in stored or base64.urlsafe_b64decode(secret.rsplit(".", 1)[-1] + "=") in stored]
+    secrets = {
+        "integration key": integration.api_key,
+        "integration secret": integration.secret,
+        "Go-style key": go_style.api_key,
+        "Go-style secret": go_style.secret,
+        "autojoin key": autojoin.api_key,
+    }
+    leaked = [
+        what
+        for what, secret in secrets.items()
+        if secret.encode() in stored or base64.urlsafe_b64decode(secret.rsplit(".", 1)[-1] + "=") in stored
+    ]
     assert leaked == []
 
 
 # generate-jwk.
+
 
 @pytest.mark.parametrize("alg", ALGS)
 def test_generated_key_signs_tokens_of_the_built_service(tools, zipapp_services, db_path, tmp_path, alg):

@@ -1,21 +1,40 @@
-"""The service's configuration: SPEC.md's flag table, Go flag spellings,
+"""The service's configuration (cli/config.py, cli/flags.py): the README's flag table, Go flag spellings,
 environment variables, and one clear line on stderr (exit 2) for bad input."""
 
 import pytest
 
 from token_exchange.cli.config import parse_config
 
-# SPEC.md's configuration table, plus -store and the operational flags: (flag, env var, attribute, default, another valid value, parsed).
+# The README's configuration table, plus -store and the operational flags:
+# (flag, env var, attribute, default, another valid value, parsed).
 FLAGS = [
     ("port", "PORT", "port", 8080, "9000", 9000),
-    ("private-key-path", "PRIVATE_KEY_PATH", "private_key_path", "/secrets/jwk-priv.json", "/tmp/k.json",
-     "/tmp/k.json"),
+    (
+        "private-key-path",
+        "PRIVATE_KEY_PATH",
+        "private_key_path",
+        "/secrets/jwk-priv.json",
+        "/tmp/k.json",
+        "/tmp/k.json",
+    ),
     ("platform-ns", "PLATFORM_NS", "platform_ns", "platform-credentials", "other-platform", "other-platform"),
-    ("client-integration-ns", "CLIENT_INTEGRATION_NS", "client_integration_ns", "client-integration",
-     "other-integrations", "other-integrations"),
+    (
+        "client-integration-ns",
+        "CLIENT_INTEGRATION_NS",
+        "client_integration_ns",
+        "client-integration",
+        "other-integrations",
+        "other-integrations",
+    ),
     ("project-id", "PROJECT_ID", "project_id", "mlab-sandbox", "mlab-oti", "mlab-oti"),
-    ("prometheusx.listen-address", "PROMETHEUSX_LISTEN_ADDRESS", "prometheusx_listen_address", ":9990",
-     "127.0.0.1:9991", "127.0.0.1:9991"),
+    (
+        "prometheusx.listen-address",
+        "PROMETHEUSX_LISTEN_ADDRESS",
+        "prometheusx_listen_address",
+        ":9990",
+        "127.0.0.1:9991",
+        "127.0.0.1:9991",
+    ),
     ("store", "STORE", "store", "datastore", "sqlite:/var/lib/keys.db", "sqlite:/var/lib/keys.db"),
     ("store-timeout", "STORE_TIMEOUT", "store_timeout", 3.0, "0.5", 0.5),
     ("key-cache-ttl", "KEY_CACHE_TTL", "key_cache_ttl", 5.0, "0", 0.0),
@@ -26,6 +45,8 @@ FLAGS = [
     ("workers", "WORKERS", "workers", 1, "2", 2),
 ]
 FLAG_IDS = [flag for flag, *_ in FLAGS]
+# Flag spellings, and the environment.
+
 SPELLINGS = {
     "-flag value": lambda flag, value: [f"-{flag}", value],
     "-flag=value": lambda flag, value: [f"-{flag}={value}"],
@@ -141,9 +162,14 @@ def test_command_line_wins_over_environment_for_one_flag_only():
 
 
 def test_environment_variable_names_are_exact():
-    # Only the SPEC's names count: not lower case, not with dashes or dots.
-    env = {"port": "1", "Port": "2", "PRIVATE-KEY-PATH": "/x", "PROMETHEUSX.LISTEN_ADDRESS": ":1",
-           "TOKEN_EXCHANGE_PORT": "3"}
+    # Only the README's names count: not lower case, not with dashes or dots.
+    env = {
+        "port": "1",
+        "Port": "2",
+        "PRIVATE-KEY-PATH": "/x",
+        "PROMETHEUSX.LISTEN_ADDRESS": ":1",
+        "TOKEN_EXCHANGE_PORT": "3",
+    }
     assert_config(parse_config([], env))
 
 
@@ -157,15 +183,29 @@ def test_empty_string_values_are_kept_for_text_flags():
 
 # -store
 
-@pytest.mark.parametrize("value", ["datastore", "sqlite:/var/lib/keys.db", "sqlite:keys.db", "sqlite:./a b/k.db",
-                                   "sqlite::memory:"])
+
+@pytest.mark.parametrize(
+    "value", ["datastore", "sqlite:/var/lib/keys.db", "sqlite:keys.db", "sqlite:./a b/k.db", "sqlite::memory:"]
+)
 def test_store_accepts_datastore_and_sqlite_path(value):
     assert parse_config(["-store", value], {}).store == value
     assert parse_config([], {"STORE": value}).store == value
 
 
-@pytest.mark.parametrize("value", ["", "sqlite:", "sqlite", "sqlite/keys.db", "Datastore", "datastore ",
-                                   "postgres://db/keys", "file:/keys.db", "memory"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "sqlite:",
+        "sqlite",
+        "sqlite/keys.db",
+        "Datastore",
+        "datastore ",
+        "postgres://db/keys",
+        "file:/keys.db",
+        "memory",
+    ],
+)
 def test_store_refuses_anything_else(capsys, value):
     line = refused(capsys, ["-store", value])
     assert "store" in line and repr(value) in line
@@ -174,6 +214,7 @@ def test_store_refuses_anything_else(capsys, value):
 
 
 # -port
+
 
 @pytest.mark.parametrize("value,port", [("0", 0), ("1", 1), ("8080", 8080), ("65535", 65535)])
 def test_port_range(value, port):
@@ -195,15 +236,38 @@ def test_flag_without_its_value_is_refused(capsys):
 
 # Unknown flags and arguments
 
-@pytest.mark.parametrize("argv", [["-foo"], ["--foo=1"], ["-foo", "1"], ["-port-number", "1"], ["extra"],
-                                  ["-port", "1", "extra"], ["-private-key"], ["-key-path", "/x"]])
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-foo"],
+        ["--foo=1"],
+        ["-foo", "1"],
+        ["-port-number", "1"],
+        ["extra"],
+        ["-port", "1", "extra"],
+        ["-private-key"],
+        ["-key-path", "/x"],
+    ],
+)
 def test_unknown_flag_or_argument_is_refused(capsys, argv):
     line = refused(capsys, argv)
     assert argv[-1] in line or argv[0] in line
 
 
-@pytest.mark.parametrize("argv", [["-por", "1"], ["-s", "sqlite:/x"], ["-platform", "x"], ["-proj", "x"],
-                                  ["-prometheusx", ":1"], ["-private-key", "/x"], ["--por", "1"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-por", "1"],
+        ["-s", "sqlite:/x"],
+        ["-platform", "x"],
+        ["-proj", "x"],
+        ["-prometheusx", ":1"],
+        ["-private-key", "/x"],
+        ["--por", "1"],
+    ],
+    ids=" ".join,
+)
 def test_abbreviated_flag_is_unknown(capsys, argv):
     # Go's flag package knows no abbreviations: "flag provided but not defined: -por".
     line = refused(capsys, argv)
@@ -212,15 +276,32 @@ def test_abbreviated_flag_is_unknown(capsys, argv):
 
 # -prometheusx.listen-address
 
-@pytest.mark.parametrize("value", [":9990", ":0", "localhost:9990", "0.0.0.0:9990", "127.0.0.1:65535",
-                                   "[::1]:9990", "[::]:9990"])
+
+@pytest.mark.parametrize(
+    "value", [":9990", ":0", "localhost:9990", "0.0.0.0:9990", "127.0.0.1:65535", "[::1]:9990", "[::]:9990"]
+)
 def test_listen_address_accepts_host_and_port(value):
     assert parse_config(["-prometheusx.listen-address", value], {}).prometheusx_listen_address == value
     assert parse_config([], {"PROMETHEUSX_LISTEN_ADDRESS": value}).prometheusx_listen_address == value
 
 
-@pytest.mark.parametrize("value", ["", "9990", "localhost", ":", "localhost:", ":x", ":70000", ":-1",
-                                   "localhost:http", "::1:9990", "[::1:9990", "::1]:9990"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "9990",
+        "localhost",
+        ":",
+        "localhost:",
+        ":x",
+        ":70000",
+        ":-1",
+        "localhost:http",
+        "::1:9990",
+        "[::1:9990",
+        "::1]:9990",
+    ],
+)
 def test_listen_address_without_a_valid_port_is_refused(capsys, value):
     line = refused(capsys, [f"-prometheusx.listen-address={value}"])
     assert "listen address" in line or "port" in line

@@ -10,7 +10,7 @@ import socket
 import time
 
 from tests.httpclient import request
-from tests.test_verification import CountingVerify
+from tests.support import CountingVerify
 
 IDLE_TIMEOUT = 0.5
 
@@ -25,8 +25,9 @@ def wait_for_close(conn):
 
 
 def post_exchange(conn, api_key):
-    conn.request("POST", "/v0/token/integration", json.dumps({"api_key": api_key}),
-                 {"Content-Type": "application/json"})
+    conn.request(
+        "POST", "/v0/token/integration", json.dumps({"api_key": api_key}), {"Content-Type": "application/json"}
+    )
     response = conn.getresponse()
     response.read()
     return response.status
@@ -74,8 +75,7 @@ def test_a_connection_in_use_stays_open_well_past_the_timeout(start_service, int
 
 def test_a_request_answered_slower_than_the_timeout_is_not_cut(start_service, integration_key):
     verify = CountingVerify()
-    service = start_service(server_options=dict(idle_connection_timeout=0.2),
-                            verifier_options=dict(verify=verify))
+    service = start_service(server_options=dict(idle_connection_timeout=0.2), verifier_options=dict(verify=verify))
     key = integration_key()
     verify.hold()
     conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=20)
@@ -91,8 +91,12 @@ def test_a_request_answered_slower_than_the_timeout_is_not_cut(start_service, in
 
 
 def test_answers_carry_the_current_date_and_no_server_header(service):
-    for method, path in (("GET", "/health"), ("GET", "/.well-known/jwks.json"), ("POST", "/v0/token/integration"),
-                         ("GET", "/nowhere")):
+    for method, path in (
+        ("GET", "/health"),
+        ("GET", "/.well-known/jwks.json"),
+        ("POST", "/v0/token/integration"),
+        ("GET", "/nowhere"),
+    ):
         before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         response = request(service.base_url, method, path, "{}" if method == "POST" else None)
         after = datetime.datetime.now(datetime.timezone.utc)

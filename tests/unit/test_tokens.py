@@ -12,9 +12,13 @@ from token_exchange.verification.verifier import IntegrationIdentity
 
 NOW = 1_700_000_000
 # One key per key type and size, shared by the algorithms that use it.
-KEY_PARAMS = {("RSA", None): dict(kty="RSA", size=2048), ("EC", "P-256"): dict(kty="EC", crv="P-256"),
-              ("EC", "P-384"): dict(kty="EC", crv="P-384"), ("EC", "P-521"): dict(kty="EC", crv="P-521"),
-              ("OKP", "Ed25519"): dict(kty="OKP", crv="Ed25519")}
+KEY_PARAMS = {
+    ("RSA", None): dict(kty="RSA", size=2048),
+    ("EC", "P-256"): dict(kty="EC", crv="P-256"),
+    ("EC", "P-384"): dict(kty="EC", crv="P-384"),
+    ("EC", "P-521"): dict(kty="EC", crv="P-521"),
+    ("OKP", "Ed25519"): dict(kty="OKP", crv="Ed25519"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +34,7 @@ def signing_key_for(alg, private_keys):
 def verified_claims(token, signing_key, audience):
     public = jwk.JWK(**signing_key.public_jwk)
     checked = jwt.JWT(algs=[signing_key.alg], check_claims={"iss": "token-exchange", "aud": audience})
-    checked.leeway = 10 ** 10  # the tokens carry a fixed past time
+    checked.leeway = 10**10  # the tokens carry a fixed past time
     checked.deserialize(token, public)
     return json.loads(checked.claims)
 
@@ -43,8 +47,16 @@ def test_every_supported_algorithm_signs_tokens_jwcrypto_verifies(alg, private_k
     claims = verified_claims(token, signing_key, "integration")
     jti = claims.pop("jti")
     assert str(uuid.UUID(jti)) == jti
-    assert claims == {"iss": "token-exchange", "aud": "integration", "exp": NOW + 20, "nbf": NOW, "iat": NOW,
-                      "int_id": "acme", "key_id": "key-1", "tier": 2}
+    assert claims == {
+        "iss": "token-exchange",
+        "aud": "integration",
+        "exp": NOW + 20,
+        "nbf": NOW,
+        "iat": NOW,
+        "int_id": "acme",
+        "key_id": "key-1",
+        "tier": 2,
+    }
     parsed = jws.JWS()
     parsed.deserialize(token)
     assert parsed.jose_header == {"alg": alg, "kid": f"kid-{alg}", "typ": "JWT"}
@@ -56,7 +68,7 @@ def test_a_tampered_token_is_refused(alg, private_keys):
     token = TokenIssuer(signing_key, clock=lambda: NOW).autojoin_token("example-org")
     header, payload, signature = token.split(".")
     forged = f"{header}.{payload[:-2]}{'A' if payload[-2] != 'A' else 'B'}{payload[-1]}.{signature}"
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (any refusal will do: which one is jwcrypto's choice)
         verified_claims(forged, signing_key, "autojoin")
 
 
@@ -82,14 +94,26 @@ def test_payload_is_compact_json_in_claim_order(text, private_keys):
     signing_key = signing_key_for("EdDSA", private_keys)
     issuer = TokenIssuer(signing_key, clock=lambda: NOW + 0.5)
     for token, audience, lifetime, own in (
-            (issuer.integration_token(IntegrationIdentity(text, f"ki_{text}", 3)), "integration", 20,
-             {"int_id": text, "key_id": f"ki_{text}", "tier": 3}),
-            (issuer.autojoin_token(text), "autojoin", 3600, {"org": text})):
+        (
+            issuer.integration_token(IntegrationIdentity(text, f"ki_{text}", 3)),
+            "integration",
+            20,
+            {"int_id": text, "key_id": f"ki_{text}", "tier": 3},
+        ),
+        (issuer.autojoin_token(text), "autojoin", 3600, {"org": text}),
+    ):
         verified_claims(token, signing_key, audience)  # a consumer accepts it
         payload = jws_payload(token)
         claims = json.loads(payload)
-        expected = {"iss": "token-exchange", "aud": audience, "exp": NOW + lifetime, "nbf": NOW, "iat": NOW,
-                    "jti": claims["jti"], **own}
+        expected = {
+            "iss": "token-exchange",
+            "aud": audience,
+            "exp": NOW + lifetime,
+            "nbf": NOW,
+            "iat": NOW,
+            "jti": claims["jti"],
+            **own,
+        }
         assert list(claims.items()) == list(expected.items())
         assert payload == json.dumps(expected, separators=(",", ":")).encode()
 

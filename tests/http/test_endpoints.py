@@ -1,17 +1,20 @@
-"""Every row of SPEC.md's endpoint and error tables, over HTTP."""
+"""Every row of the README's endpoint and error tables, over HTTP."""
 
 import json
 
 import pytest
 
-from tests.conftest import ALGS
 from tests.consumer import fetch_jwks, token_header, verify_token
 from tests.httpclient import exchange, request
+from tests.support import ALGS, MALFORMED
+from tests.support import key as well_formed_key
 from token_exchange.signing.keyfile import PRIVATE_PARAMS
-from token_exchange.store import StoreUnavailable
 from token_exchange.signing.tokens import TokenIssuer
+from token_exchange.store import StoreUnavailable
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
+
+
 ENDPOINTS = ("integration", "autojoin")
 
 
@@ -23,6 +26,7 @@ def assert_error(response, status, body):
 
 
 # Successful exchanges, verified as a consumer does, for each key type.
+
 
 @pytest.mark.parametrize("alg", ALGS)
 def test_integration_token_verifies_against_jwks(start_service, integration_key, alg):
@@ -62,7 +66,7 @@ def test_autojoin_token_verifies_against_jwks(start_service, autojoin_key, alg):
 
 def test_token_of_one_audience_is_refused_for_the_other(service, integration_key):
     token = exchange(service.base_url, "integration", integration_key().api_key).json()["token"]
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (any refusal will do: which one is jwcrypto's choice)
         verify_token(service.base_url, token, "autojoin")
 
 
@@ -71,8 +75,10 @@ def test_every_token_has_a_fresh_jti(service, integration_key, autojoin_key):
     autojoin = autojoin_key()
     jtis = set()
     for _ in range(10):
-        for endpoint, key, audience in (("integration", integration, "integration"),
-                                        ("autojoin", autojoin, "autojoin")):
+        for endpoint, key, audience in (
+            ("integration", integration, "integration"),
+            ("autojoin", autojoin, "autojoin"),
+        ):
             token = exchange(service.base_url, endpoint, key.api_key).json()["token"]
             jtis.add(verify_token(service.base_url, token, audience)["jti"])
     assert len(jtis) == 20
@@ -114,6 +120,7 @@ def test_default_bcrypt_cost_key_is_accepted(service, integration_key):
 
 # JWKS and health.
 
+
 @pytest.mark.parametrize("alg", ALGS)
 def test_jwks_serves_only_the_public_key(start_service, alg):
     service = start_service(alg)
@@ -128,8 +135,7 @@ def test_jwks_serves_only_the_public_key(start_service, alg):
     assert keys[0]["kid"] == service.signing_key.kid
     assert keys[0]["alg"] == alg
     assert not set(PRIVATE_PARAMS) & set(keys[0])
-    private_values = {str(v) for k, v in service.signing_key.jwk.export(as_dict=True).items()
-                      if k in PRIVATE_PARAMS}
+    private_values = {str(v) for k, v in service.signing_key.jwk.export(as_dict=True).items() if k in PRIVATE_PARAMS}
     assert private_values and not any(value in response.text for value in private_values)
     assert fetch_jwks(service.base_url).get_key(service.signing_key.kid) is not None
 
@@ -149,12 +155,30 @@ def test_head_is_allowed_where_get_is(service, path):
 
 # 400: body not a JSON object, or api_key not a string.
 
+
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-@pytest.mark.parametrize("body", [
-    b"", b"not json", b"{", b"[]", b'"mlabk.x"', b"42", b"null", b"true",
-    b'{"api_key": 42}', b'{"api_key": null}', b'{"api_key": ["k"]}', b'{"api_key": {"k": 1}}',
-    b'{"api_key": "k"} trailing', b'{"api_key": NaN}', b"\xff\xfe{}", b"[" * 50000,
-], ids=repr)
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"not json",
+        b"{",
+        b"[]",
+        b'"mlabk.x"',
+        b"42",
+        b"null",
+        b"true",
+        b'{"api_key": 42}',
+        b'{"api_key": null}',
+        b'{"api_key": ["k"]}',
+        b'{"api_key": {"k": 1}}',
+        b'{"api_key": "k"} trailing',
+        b'{"api_key": NaN}',
+        b"\xff\xfe{}",
+        b"[" * 50000,
+    ],
+    ids=repr,
+)
 def test_invalid_request_body_is_400(service, endpoint, body):
     response = request(service.base_url, "POST", f"/v0/token/{endpoint}", body)
     assert_error(response, 400, "Invalid request body\n")
@@ -170,6 +194,7 @@ def test_oversized_body_is_413(service, endpoint):
 
 # 401: malformed, unknown, not active, or secret mismatch.
 
+
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("body", [b"{}", b'{"api_key": ""}', b'{"API_KEY": "x"}'])
 def test_missing_or_empty_api_key_is_401(service, endpoint, body):
@@ -180,8 +205,7 @@ def test_missing_or_empty_api_key_is_401(service, endpoint, body):
 def test_unknown_integration_or_key_id_is_401(service, integration_key):
     key = integration_key("acme")
     secret = key.api_key.rsplit(".", 1)[1]
-    for api_key in (f"mlabk.cii_other.{key.key_id}.{secret}",
-                    f"mlabk.cii_acme.ki_0000000000000000.{secret}"):
+    for api_key in (f"mlabk.cii_other.{key.key_id}.{secret}", f"mlabk.cii_acme.ki_0000000000000000.{secret}"):
         assert_error(exchange(service.base_url, "integration", api_key), 401, "Invalid API key\n")
 
 
@@ -209,8 +233,7 @@ def test_secret_longer_than_bcrypt_limit_is_401_not_500(service, integration_key
     prefix, secret = key.api_key.rsplit(".", 1)
     for length in (72, 73, 128):
         long_secret = (secret * 4)[:length]
-        assert_error(exchange(service.base_url, "integration", f"{prefix}.{long_secret}"), 401,
-                     "Invalid API key\n")
+        assert_error(exchange(service.base_url, "integration", f"{prefix}.{long_secret}"), 401, "Invalid API key\n")
 
 
 def test_unknown_autojoin_key_is_401(service, autojoin_key):
@@ -234,17 +257,21 @@ def test_namespaces_are_honoured(start_service, integration_key, autojoin_key):
 
 # 405: wrong method on a known path, with Allow.
 
-@pytest.mark.parametrize("method,path,allow", [
-    ("GET", "/v0/token/integration", "POST"),
-    ("PUT", "/v0/token/integration", "POST"),
-    ("HEAD", "/v0/token/autojoin", "POST"),
-    ("GET", "/v0/token/autojoin", "POST"),
-    ("DELETE", "/v0/token/autojoin", "POST"),
-    ("POST", "/.well-known/jwks.json", "GET, HEAD"),
-    ("PATCH", "/.well-known/jwks.json", "GET, HEAD"),
-    ("POST", "/health", "GET, HEAD"),
-    ("BREW", "/health", "GET, HEAD"),
-])
+
+@pytest.mark.parametrize(
+    "method,path,allow",
+    [
+        ("GET", "/v0/token/integration", "POST"),
+        ("PUT", "/v0/token/integration", "POST"),
+        ("HEAD", "/v0/token/autojoin", "POST"),
+        ("GET", "/v0/token/autojoin", "POST"),
+        ("DELETE", "/v0/token/autojoin", "POST"),
+        ("POST", "/.well-known/jwks.json", "GET, HEAD"),
+        ("PATCH", "/.well-known/jwks.json", "GET, HEAD"),
+        ("POST", "/health", "GET, HEAD"),
+        ("BREW", "/health", "GET, HEAD"),
+    ],
+)
 def test_wrong_method_is_405_with_allow(service, method, path, allow):
     response = request(service.base_url, method, path)
     assert response.status == 405
@@ -260,6 +287,7 @@ def test_unknown_path_is_404(service, path):
 
 # 500 and 503.
 
+
 class FailingSigner:
     def sign(self, payload):
         raise RuntimeError("signing backend failed")
@@ -271,10 +299,10 @@ def FailingIssuer(signing_key):
 
 def test_signing_failure_is_500(start_service, integration_key, autojoin_key):
     service = start_service(issuer_factory=FailingIssuer)
-    assert_error(exchange(service.base_url, "integration", integration_key().api_key), 500,
-                 "Failed to generate token\n")
-    assert_error(exchange(service.base_url, "autojoin", autojoin_key().api_key), 500,
-                 "Failed to generate token\n")
+    assert_error(
+        exchange(service.base_url, "integration", integration_key().api_key), 500, "Failed to generate token\n"
+    )
+    assert_error(exchange(service.base_url, "autojoin", autojoin_key().api_key), 500, "Failed to generate token\n")
 
 
 def test_unavailable_store_is_503_with_retry_after(service, integration_key, autojoin_key, monkeypatch):
@@ -294,3 +322,20 @@ def test_unavailable_store_is_503_with_retry_after(service, integration_key, aut
         assert response.body == b"Key store unavailable, retry later\n"
     monkeypatch.undo()
     assert exchange(service.base_url, "integration", integration.api_key).status == 200
+
+
+@pytest.mark.parametrize("api_key", MALFORMED.values(), ids=MALFORMED.keys())
+def test_malformed_keys_are_401_without_a_store_lookup(service, monkeypatch, api_key):
+    lookups = []
+    monkeypatch.setattr(service.store, "get_integration_key", lambda *args: lookups.append(args))
+    response = exchange(service.base_url, "integration", api_key)
+    assert response.status == 401
+    assert response.body == b"Invalid API key\n"
+    assert lookups == []
+
+
+def test_well_formed_key_reaches_the_store(service, monkeypatch):
+    lookups = []
+    monkeypatch.setattr(service.store, "get_integration_key", lambda *args: lookups.append(args))
+    assert exchange(service.base_url, "integration", well_formed_key()).status == 401
+    assert lookups == [("acme", "ki_0123456789abcdef")]

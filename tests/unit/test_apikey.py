@@ -1,40 +1,14 @@
-"""API key limits of SPEC.md: checked before any lookup, each malformed case a 401."""
+"""Integration and autojoin API keys (verification/apikey.py): the key format of the README's API table
+and the parser's length limits, inclusive; each malformed key refused by the parser, its reason never
+repeating the secret (tests/http/test_endpoints.py checks these are 401s without a store lookup)."""
 
 import re
 
 import pytest
 
-from tests.httpclient import exchange
+from tests.support import MALFORMED, SECRET, key
 from token_exchange.verification import apikey
 from token_exchange.verification.apikey import MalformedKey, parse_integration_key
-
-SECRET = "s" * 43
-
-
-def key(integration_id="acme", key_id="ki_0123456789abcdef", secret=SECRET):
-    return f"mlabk.cii_{integration_id}.{key_id}.{secret}"
-
-
-MALFORMED = {
-    "empty": "",
-    "no prefix": "cii_acme.ki_1.secret",
-    "wrong prefix": "mlabx.cii_acme.ki_1.secret",
-    "prefix only": "mlabk.",
-    "two parts": "mlabk.cii_acme.ki_1",
-    "four parts": "mlabk.cii_acme.ki_1.sec.ret",
-    "no cii_": "mlabk.acme.ki_1.secret",
-    "empty integration id": "mlabk.cii_.ki_1.secret",
-    "integration id 65 bytes": key(integration_id="i" * 65),
-    "integration id 65 bytes utf-8": key(integration_id="é" * 32 + "i"),
-    "no ki_": "mlabk.cii_acme.kx_1.secret",
-    "key id only ki_": "mlabk.cii_acme.ki_.secret",
-    "key id 65 bytes": key(key_id="ki_" + "k" * 62),
-    "empty secret": key(secret=""),
-    "secret 129 bytes": key(secret="s" * 129),
-    "whole key 301 bytes": "mlabk.cii_a.ki_b." + "s" * 284,
-    "lone surrogate": key(secret="\ud800"),
-    "empty parts": "mlabk...",
-}
 
 
 @pytest.mark.parametrize("api_key", MALFORMED.values(), ids=MALFORMED.keys())
@@ -43,16 +17,6 @@ def test_malformed_keys_are_refused_by_the_parser(api_key):
         parse_integration_key(api_key)
     # The reason is for logs: it must never repeat the secret.
     assert SECRET not in str(raised.value)
-
-
-@pytest.mark.parametrize("api_key", MALFORMED.values(), ids=MALFORMED.keys())
-def test_malformed_keys_are_401_without_a_store_lookup(service, monkeypatch, api_key):
-    lookups = []
-    monkeypatch.setattr(service.store, "get_integration_key", lambda *args: lookups.append(args))
-    response = exchange(service.base_url, "integration", api_key)
-    assert response.status == 401
-    assert response.body == b"Invalid API key\n"
-    assert lookups == []
 
 
 def test_limits_are_inclusive():
@@ -69,13 +33,6 @@ def test_whole_key_limit_is_checked_before_splitting():
         parse_integration_key("mlabk.cii_a.ki_b." + "s" * 284)
     with pytest.raises(MalformedKey, match="secret"):
         parse_integration_key("mlabk.cii_a.ki_b." + "s" * 283)
-
-
-def test_well_formed_key_reaches_the_store(service, monkeypatch):
-    lookups = []
-    monkeypatch.setattr(service.store, "get_integration_key", lambda *args: lookups.append(args))
-    assert exchange(service.base_url, "integration", key()).status == 401
-    assert lookups == [("acme", "ki_0123456789abcdef")]
 
 
 def test_parsed_key_repr_hides_the_secret():

@@ -19,8 +19,17 @@ import pytest
 from tests.httpclient import request
 from token_exchange.signing.tokens import SigningFailed, TokenIssuer
 
-LOGGERS = ("", "token_exchange", "token_exchange.access", "token_exchange.handlers", "tornado",
-           "tornado.access", "tornado.application", "tornado.general", "asyncio")
+LOGGERS = (
+    "",
+    "token_exchange",
+    "token_exchange.access",
+    "token_exchange.handlers",
+    "tornado",
+    "tornado.access",
+    "tornado.application",
+    "tornado.general",
+    "asyncio",
+)
 PRIVATE_JWK_PARAMS = ("d", "p", "q", "dp", "dq", "qi")
 # A log line quoting this many characters of a random secret leaks part of it.
 WINDOW = 12
@@ -55,7 +64,7 @@ class LogCheck:
             self.secrets.setdefault(value, what)
             if random:
                 for start in range(len(value) - WINDOW + 1):
-                    self.windows.setdefault(value[start:start + WINDOW], f"part of {what}")
+                    self.windows.setdefault(value[start : start + WINDOW], f"part of {what}")
 
     def integration_key(self, new_key):
         """Register an integration key's secrets: the key, its secret part, its stored hash."""
@@ -63,8 +72,9 @@ class LogCheck:
         self.secret(api_key, "integration API key")
         self.secret(api_key.rsplit(".", 1)[1], "integration key secret", random=True)
         with sqlite3.connect(self.db_path) as conn:
-            (key_hash,) = conn.execute("SELECT key_hash FROM integration_keys WHERE key_id = ?",
-                                       (new_key.key_id,)).fetchone()
+            (key_hash,) = conn.execute(
+                "SELECT key_hash FROM integration_keys WHERE key_id = ?", (new_key.key_id,)
+            ).fetchone()
         self.secret(key_hash, "stored key hash", random=True)
         return api_key
 
@@ -104,7 +114,7 @@ class LogCheck:
             text = record_text(record)
             for value, what in self.secrets.items():
                 assert value not in text, f"{what} in a log record of {record.name}: {record.getMessage()!r}"
-            pieces = {text[start:start + WINDOW] for start in range(len(text) - WINDOW + 1)}
+            pieces = {text[start : start + WINDOW] for start in range(len(text) - WINDOW + 1)}
             for piece in pieces & self.windows.keys():
                 pytest.fail(f"{self.windows[piece]} in a log record of {record.name}: {record.getMessage()!r}")
         for value, what in self.secrets.items():
@@ -133,8 +143,10 @@ def logs(caplog):
 @pytest.fixture
 def check_logs(logs, db_path, private_jwks):
     """LogCheck for a service started by start_service."""
+
     def make(service):
         return LogCheck(service, logs, db_path, private_jwks[service.signing_key.alg])
+
     return make
 
 
@@ -144,8 +156,7 @@ def assert_secret_list_is_complete(check, *kinds):
         assert kind in what, f"no {kind} was checked"
 
 
-def test_exchanges_refusals_and_odd_requests_log_no_secret(start_service, check_logs, integration_key,
-                                                          autojoin_key):
+def test_exchanges_refusals_and_odd_requests_log_no_secret(start_service, check_logs, integration_key, autojoin_key):
     check = check_logs(start_service("RS256"))
     bcrypt_key = integration_key("acme")
     key = check.integration_key(bcrypt_key)
@@ -167,8 +178,15 @@ def test_exchanges_refusals_and_odd_requests_log_no_secret(start_service, check_
     check.exchange("autojoin", key, 401)
     check.exchange("integration", autojoin, 401)
     # Malformed keys.
-    for malformed in (f"{prefix}.{secret * 4}", f"mlabk.cii_acme.{secret}", f"{key}.extra", f"MLABK{key[5:]}",
-                      f"mlabk.cii_acme.ki_.{secret}", f"{key}\ud800", "x" * 2000 + secret):
+    for malformed in (
+        f"{prefix}.{secret * 4}",
+        f"mlabk.cii_acme.{secret}",
+        f"{key}.extra",
+        f"MLABK{key[5:]}",
+        f"mlabk.cii_acme.ki_.{secret}",
+        f"{key}\ud800",
+        "x" * 2000 + secret,
+    ):
         check.exchange("integration", malformed, 401)
     # The key in the query string, on the right path, a wrong method and an unknown path.
     check.send("POST", f"/v0/token/integration?api_key={key}", status=400)  # no body
@@ -182,25 +200,39 @@ def test_exchanges_refusals_and_odd_requests_log_no_secret(start_service, check_
         check.send("POST", "/v0/token/integration", b"{}", {header: value}, status=401)
         check.send("POST", "/v0/token/autojoin", b"{}", {header: autojoin}, status=401)
     # Bodies holding the key that are not valid requests.
-    for body in (key, f'{{"api_key": "{key}"', json.dumps({"api_key": [key]}), json.dumps([{"api_key": key}]),
-                 json.dumps({"api_key": {"key": key}}), f'{{"api_key": "{key}", NaN}}'):
+    for body in (
+        key,
+        f'{{"api_key": "{key}"',
+        json.dumps({"api_key": [key]}),
+        json.dumps([{"api_key": key}]),
+        json.dumps({"api_key": {"key": key}}),
+        f'{{"api_key": "{key}", NaN}}',
+    ):
         check.send("POST", "/v0/token/integration", body, status=400)
         check.send("POST", "/v0/token/autojoin", body.replace(key, autojoin), status=400)
     check.send("POST", "/v0/token/integration", json.dumps({"api_key": key, "pad": "x" * 70_000}), status=413)
 
-    assert_secret_list_is_complete(check, "integration API key", "integration key secret", "stored key hash",
-                                   "autojoin API key", "stored autojoin key hash", "issued token",
-                                   *(f"private JWK parameter {name}" for name in PRIVATE_JWK_PARAMS))
+    assert_secret_list_is_complete(
+        check,
+        "integration API key",
+        "integration key secret",
+        "stored key hash",
+        "autojoin API key",
+        "stored autojoin key hash",
+        "issued token",
+        *(f"private JWK parameter {name}" for name in PRIVATE_JWK_PARAMS),
+    )
     check.assert_no_secret_logged()
     check.assert_access_lines()
     assert len(check.expected_access) > 40
 
     # The refusals say which key was refused and why, without its secret.
     refused = check.messages("token_exchange.handlers", logging.INFO)
-    assert f"integration key refused: secret does not match (integration=acme key_id={bcrypt_key.key_id})" \
-        in refused
-    assert any(m.startswith("integration key refused: unknown key (integration=acme key_id=ki_0000000000000000)")
-               for m in refused)
+    assert f"integration key refused: secret does not match (integration=acme key_id={bcrypt_key.key_id})" in refused
+    assert any(
+        m.startswith("integration key refused: unknown key (integration=acme key_id=ki_0000000000000000)")
+        for m in refused
+    )
     assert any(m.startswith("integration key refused: malformed key:") for m in refused)
     assert "autojoin key refused: unknown autojoin key" in refused
 
@@ -226,18 +258,20 @@ def test_signing_failure_logs_the_error_but_no_secret(start_service, check_logs,
     check.assert_no_secret_logged()
     check.assert_access_lines()
     failures = [r for r in check.records("token_exchange.handlers") if r.levelno == logging.ERROR]
-    assert [r.getMessage() for r in failures] == ["signing failed for /v0/token/integration",
-                                                  "signing failed for /v0/token/autojoin"]
+    assert [r.getMessage() for r in failures] == [
+        "signing failed for /v0/token/integration",
+        "signing failed for /v0/token/autojoin",
+    ]
     for record in failures:
         assert record.exc_info[0] is SigningFailed
         assert isinstance(record.exc_info[1].__cause__, RuntimeError)
         assert "boom" in record_text(record)
-    assert_secret_list_is_complete(check, "integration key secret", "stored key hash", "autojoin API key",
-                                   "private JWK parameter d")
+    assert_secret_list_is_complete(
+        check, "integration key secret", "stored key hash", "autojoin API key", "private JWK parameter d"
+    )
 
 
-def test_unavailable_store_logs_the_error_but_no_secret(start_service, check_logs, integration_key,
-                                                       autojoin_key):
+def test_unavailable_store_logs_the_error_but_no_secret(start_service, check_logs, integration_key, autojoin_key):
     service = start_service("RS256")
     check = check_logs(service)
     key = check.integration_key(integration_key("acme"))
@@ -259,8 +293,9 @@ def test_unavailable_store_logs_the_error_but_no_secret(start_service, check_log
     assert errors[1].startswith("key store unavailable (autojoin): sqlite read failed")
 
 
-def test_unexpected_store_error_logs_a_traceback_but_no_secret(start_service, check_logs, integration_key,
-                                                               autojoin_key, monkeypatch):
+def test_unexpected_store_error_logs_a_traceback_but_no_secret(
+    start_service, check_logs, integration_key, autojoin_key, monkeypatch
+):
     service = start_service("RS256")
     check = check_logs(service)
     key = check.integration_key(integration_key("acme"))
@@ -277,7 +312,8 @@ def test_unexpected_store_error_logs_a_traceback_but_no_secret(start_service, ch
     check.assert_no_secret_logged()
     check.assert_access_lines()
     errors = [r for r in check.records("token_exchange.handlers") if r.levelno == logging.ERROR]
-    assert [r.getMessage() for r in errors] == ["unexpected error in POST /v0/token/integration",
-                                                "unexpected error in POST /v0/token/autojoin"]
+    assert [r.getMessage() for r in errors] == [
+        "unexpected error in POST /v0/token/integration",
+        "unexpected error in POST /v0/token/autojoin",
+    ]
     assert all(r.exc_info[0] is RuntimeError for r in errors)
-

@@ -6,6 +6,7 @@ import re
 import pytest
 from jwcrypto import jwk
 
+from tests.support import ALGS
 from token_exchange.signing.keyfile import (
     PRIVATE_PARAMS,
     KeyFileError,
@@ -14,7 +15,6 @@ from token_exchange.signing.keyfile import (
     parse_key_set,
     write_private_jwk,
 )
-from tests.conftest import ALGS
 
 
 def write(tmp_path, content, name="key.json"):
@@ -32,9 +32,14 @@ def test_generated_keys_load_with_their_alg_and_kid(tmp_path, alg):
     assert key.public_jwk["alg"] == alg
 
 
-@pytest.mark.parametrize("kty,params,alg", [
-    ("RSA", {"size": 2048}, "RS256"), ("EC", {"crv": "P-256"}, "ES256"), ("OKP", {"crv": "Ed25519"}, "EdDSA"),
-])
+@pytest.mark.parametrize(
+    "kty,params,alg",
+    [
+        ("RSA", {"size": 2048}, "RS256"),
+        ("EC", {"crv": "P-256"}, "ES256"),
+        ("OKP", {"crv": "Ed25519"}, "EdDSA"),
+    ],
+)
 def test_missing_alg_is_inferred_from_the_key(tmp_path, kty, params, alg):
     data = json.loads(jwk.JWK.generate(kty=kty, kid="k", **params).export_private())
     assert "alg" not in data
@@ -110,6 +115,7 @@ def test_written_key_is_private_to_its_owner_and_never_overwritten(tmp_path):
 
 # Key sets for rotation: one private JWK or a JWK Set, the first private key signs.
 
+
 def public_half(private):
     return {name: value for name, value in private.items() if name not in PRIVATE_PARAMS}
 
@@ -151,12 +157,18 @@ def bad_sets(private_jwks):
         "no private key": ({"keys": [public_half(rsa), public_half(ec)]}, r"no private key"),
         "duplicate kid": ({"keys": [rsa, dict(ec, kid=rsa_kid)]}, rf"keys\[1\] \(kid '{rsa_kid}'\): duplicate kid"),
         "duplicate kid of a public key": ({"keys": [rsa, public_half(rsa)]}, r"keys\[1\] .*duplicate kid"),
-        "member without kid": ({"keys": [rsa, {k: v for k, v in ec.items() if k != "kid"}]},
-                               r"keys\[1\]: JWK has no 'kid'"),
-        "broken later private key": ({"keys": [ed, dict(rsa, d="AAAA")]},
-                                     rf"keys\[1\] \(kid '{rsa_kid}'\): is not a valid RSA private JWK"),
-        "broken public key": ({"keys": [ed, dict(public_half(ec), x="AAAA")]},
-                              r"keys\[1\] \(kid '[^']+'\): is not a valid EC public JWK"),
+        "member without kid": (
+            {"keys": [rsa, {k: v for k, v in ec.items() if k != "kid"}]},
+            r"keys\[1\]: JWK has no 'kid'",
+        ),
+        "broken later private key": (
+            {"keys": [ed, dict(rsa, d="AAAA")]},
+            rf"keys\[1\] \(kid '{rsa_kid}'\): is not a valid RSA private JWK",
+        ),
+        "broken public key": (
+            {"keys": [ed, dict(public_half(ec), x="AAAA")]},
+            r"keys\[1\] \(kid '[^']+'\): is not a valid EC public JWK",
+        ),
         "mismatched alg": ({"keys": [ed, dict(public_half(rsa), alg="ES256")]}, r"keys\[1\] .*does not match"),
         "small RSA public key": ({"keys": [ed, public_half(small)]}, r"keys\[1\] \(kid 'small'\): .*1024 bits"),
         "unknown kty": ({"keys": [ed, {"kty": "oct", "kid": "h", "k": "c2VjcmV0"}]}, r"keys\[1\] .*'kty'"),
@@ -166,4 +178,3 @@ def bad_sets(private_jwks):
 def test_each_bad_key_set_is_refused_with_one_line_naming_the_key(tmp_path, private_jwks):
     for name, (content, problem) in bad_sets(private_jwks).items():
         assert_refused_in_one_line(tmp_path, name, content, problem, private_jwks.values())
-

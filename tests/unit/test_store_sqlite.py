@@ -1,17 +1,15 @@
 """The embedded SQLite store: no plaintext at rest, WAL, shared by service and tools."""
 
-import concurrent.futures
 import sqlite3
 import threading
 
 import pytest
 
-from tests.conftest import TEST_BCRYPT_COST
-from tests.httpclient import exchange
-from token_exchange.tools.provisioning import create_autojoin_key, create_integration_key
-from token_exchange.verification.secrethash import sha256_hex
+from tests.support import TEST_BCRYPT_COST
 from token_exchange.store import AlreadyExists, NotFound, StoreError, StoreUnavailable, open_store
 from token_exchange.store.sqlite import SQLiteKeyStore
+from token_exchange.tools.provisioning import create_autojoin_key, create_integration_key
+from token_exchange.verification.secrethash import sha256_hex
 
 
 def file_bytes(db_path):
@@ -40,8 +38,12 @@ def test_no_plaintext_secret_is_stored(store, db_path, integration_key, autojoin
 def test_records_read_back(store, integration_key, autojoin_key):
     integration = integration_key("acme", tier=3, key_description="prod")
     record = store.get_integration_key("acme", integration.key_id)
-    assert (record.integration_id, record.key_id, record.status, record.tier) == ("acme", integration.key_id,
-                                                                                  "active", 3)
+    assert (record.integration_id, record.key_id, record.status, record.tier) == (
+        "acme",
+        integration.key_id,
+        "active",
+        3,
+    )
     assert "$2b$" not in repr(record)
     assert store.get_integration_key("acme", "ki_missing") is None
     assert store.find_autojoin_org(autojoin_key("org-a").api_key) == "org-a"
@@ -88,22 +90,6 @@ def test_namespaces_are_separate(db_path):
     finally:
         default.close()
         other.close()
-
-
-def test_tool_writes_while_service_serves(service, db_path):
-    """Several writers (as tools would be) and the service on one file at once."""
-    def create(n):
-        writer = SQLiteKeyStore(str(db_path))
-        try:
-            return create_integration_key(writer, f"int-{n % 3}", bcrypt_cost=TEST_BCRYPT_COST)
-        finally:
-            writer.close()
-
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        created = list(pool.map(create, range(12)))
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        statuses = list(pool.map(lambda k: exchange(service.base_url, "integration", k.api_key).status, created))
-    assert statuses == [200] * 12
 
 
 def test_unopenable_file_is_a_clear_store_error(tmp_path):
@@ -153,7 +139,9 @@ def test_lifecycle_changes_stay_in_their_namespace(db_path):
         with pytest.raises(NotFound):
             stores[1].delete_autojoin_key(sha256_hex(autojoin[1].encode())[:12], org="other-org")
         assert stores[1].delete_autojoin_key(sha256_hex(autojoin[1].encode())[:8]) == (
-            "example-org", sha256_hex(autojoin[1].encode())[:12])
+            "example-org",
+            sha256_hex(autojoin[1].encode())[:12],
+        )
         assert stores[1].find_autojoin_org(autojoin[1]) is None
         assert stores[0].find_autojoin_org(autojoin[0]) == "example-org"
         assert stores[1].list_organizations()[0].keys == ()
@@ -172,7 +160,7 @@ def test_many_openers_of_a_new_file_all_succeed(tmp_path):
         barrier = threading.Barrier(6)
         opened, failed = [], []
 
-        def open_store():
+        def open_store(path=path, barrier=barrier, opened=opened, failed=failed):
             barrier.wait()
             try:
                 opened.append(SQLiteKeyStore(path))

@@ -35,8 +35,12 @@ MiB = 1024 * 1024
 FUZZ = settings(
     max_examples=150,  # per endpoint: 300 per property
     deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                           HealthCheck.large_base_example, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.large_base_example,
+        HealthCheck.data_too_large,
+    ],
 )
 FEW = settings(FUZZ, max_examples=25)  # examples that send up to a MiB each
 
@@ -46,10 +50,10 @@ FEW = settings(FUZZ, max_examples=25)  # examples that send up to a MiB each
 # Every code point, lone surrogates included: json.dumps sends them as "\ud800" escapes.
 ANY_CHAR = st.characters(exclude_categories=())
 ANY_TEXT = st.text(ANY_CHAR, max_size=60)
-LONG_TEXT = st.builds(lambda piece, count: piece * count, st.text(ANY_CHAR, min_size=1, max_size=3),
-                      st.integers(0, 25_000))
-JSON_SCALARS = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
-                | ANY_TEXT)
+LONG_TEXT = st.builds(
+    lambda piece, count: piece * count, st.text(ANY_CHAR, min_size=1, max_size=3), st.integers(0, 25_000)
+)
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | ANY_TEXT
 JSON_VALUES = st.recursive(
     JSON_SCALARS,
     lambda children: st.lists(children, max_size=5) | st.dictionaries(ANY_TEXT, children, max_size=5),
@@ -80,6 +84,7 @@ def expected_status(value, body):
 
 # Helpers.
 
+
 def post(service, endpoint, body):
     if len(body) > MAX_BODY_BYTES:
         # Answered 413 before it is all sent: http.client would stop at the broken pipe.
@@ -99,10 +104,20 @@ def post_raw(base_url, path, body, chunk_size=None, method="POST", headers=b""):
         payload = body
     else:
         framing = b"Transfer-Encoding: chunked\r\n"
-        payload = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + chunk_size]), body[i:i + chunk_size])
-                           for i in range(0, len(body), chunk_size)) + b"0\r\n\r\n"
+        payload = (
+            b"".join(
+                b"%x\r\n%s\r\n" % (len(body[i : i + chunk_size]), body[i : i + chunk_size])
+                for i in range(0, len(body), chunk_size)
+            )
+            + b"0\r\n\r\n"
+        )
     head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s%sConnection: close\r\n\r\n" % (
-        method.encode(), path.encode(), url.netloc.encode(), framing, headers)
+        method.encode(),
+        path.encode(),
+        url.netloc.encode(),
+        framing,
+        headers,
+    )
     received = bytearray()
     with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
         try:
@@ -167,13 +182,14 @@ def server_errors():
 @pytest.fixture
 def service(start_service):
     # Thousands of wrong secrets for one key: the per-key throttle (tested in
-    # test_verification.py) would answer 429 where these tests check the 401.
-    return start_service(verifier_options=dict(max_failures_per_key=10 ** 9))
+    # http/test_verifier.py) would answer 429 where these tests check the 401.
+    return start_service(verifier_options=dict(max_failures_per_key=10**9))
 
 
 @pytest.fixture
 def fuzzed(service, server_errors):
     """The running service, checked to be healthy and error-free after each example."""
+
     class Fuzzed:
         base_url = service.base_url
 
@@ -200,12 +216,17 @@ def assert_keys_work(fuzzed, keys):
 
 # Arbitrary bodies.
 
+
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @FUZZ
-@given(body=st.binary(max_size=3000)
-       | st.builds(lambda prefix, rest: prefix + rest,
-                   st.sampled_from([b"{", b'{"api_key":', b'{"api_key":"', b"[", b'"', b"\xef\xbb\xbf{"]),
-                   st.binary(max_size=300)))
+@given(
+    body=st.binary(max_size=3000)
+    | st.builds(
+        lambda prefix, rest: prefix + rest,
+        st.sampled_from([b"{", b'{"api_key":', b'{"api_key":"', b"[", b'"', b"\xef\xbb\xbf{"]),
+        st.binary(max_size=300),
+    )
+)
 @example(body=b"")
 @example(body=b"\x00")
 @example(body=b'{"api_key": "\xed\xa0\x80"}')  # a surrogate encoded raw: not UTF-8
@@ -274,8 +295,7 @@ def test_any_text_api_key_is_refused(fuzzed, keys, endpoint, api_key, ascii_only
 @example(integration_id="a", key_id="0" * 62, secret="x" * 129, ascii_only=True)
 @example(integration_id="a.b", key_id="c.d", secret="e.f", ascii_only=True)
 @example(integration_id="\ud800", key_id="\udc00", secret="\ud800", ascii_only=True)
-def test_integration_shaped_keys_are_refused(fuzzed, keys, endpoint, integration_id, key_id, secret,
-                                             ascii_only):
+def test_integration_shaped_keys_are_refused(fuzzed, keys, endpoint, integration_id, key_id, secret, ascii_only):
     api_key = f"mlabk.cii_{integration_id}.ki_{key_id}.{secret}"
     assume(api_key not in keys.values())
     body = encode_json({"api_key": api_key}, ascii_only)
@@ -329,24 +349,29 @@ def test_any_mutation_of_the_secret_is_refused(fuzzed, integration_key, hash_sch
     key = integration_key(f"acme-{hash_scheme}", hash_scheme=hash_scheme).api_key
     assert exchange(fuzzed.base_url, "integration", key).status == 200
     prefix, secret = key.rsplit(".", 1)
-    wrong = data.draw(mutations(secret) | st.text(ANY_CHAR, max_size=150).filter(lambda s: s != secret),
-                      label="wrong secret")
+    wrong = data.draw(
+        mutations(secret) | st.text(ANY_CHAR, max_size=150).filter(lambda s: s != secret), label="wrong secret"
+    )
     assert_error(exchange(fuzzed.base_url, "integration", f"{prefix}.{wrong}"), 401)
     fuzzed.still_fine()
 
 
 @pytest.mark.parametrize("hash_scheme", ["bcrypt", "sha256"])
-@pytest.mark.parametrize("mutate", [
-    lambda s: s + "\x00",  # C-string truncation would ignore all after a NUL
-    lambda s: s + "\x00anything",
-    lambda s: s[:-1],
-    lambda s: s + " ",
-    lambda s: s.swapcase(),
-    lambda s: s + "=",  # base64 padding
-    lambda s: (s * 2)[:72],  # bcrypt reads 72 bytes
-    lambda s: (s * 2)[:73],
-    lambda s: s + "x" * 85,  # the longest secret the parser allows: 128 bytes
-], ids=["nul", "nul-tail", "shorter", "space", "swapcase", "padding", "72-bytes", "73-bytes", "128-bytes"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda s: s + "\x00",  # C-string truncation would ignore all after a NUL
+        lambda s: s + "\x00anything",
+        lambda s: s[:-1],
+        lambda s: s + " ",
+        lambda s: s.swapcase(),
+        lambda s: s + "=",  # base64 padding
+        lambda s: (s * 2)[:72],  # bcrypt reads 72 bytes
+        lambda s: (s * 2)[:73],
+        lambda s: s + "x" * 85,  # the longest secret the parser allows: 128 bytes
+    ],
+    ids=["nul", "nul-tail", "shorter", "space", "swapcase", "padding", "72-bytes", "73-bytes", "128-bytes"],
+)
 def test_known_secret_mutations_are_refused(fuzzed, integration_key, hash_scheme, mutate):
     key = integration_key(hash_scheme=hash_scheme).api_key
     prefix, secret = key.rsplit(".", 1)
@@ -403,8 +428,11 @@ def test_hundred_thousand_open_brackets_are_413(fuzzed):
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @FEW
-@given(size=st.integers(MAX_BODY_BYTES + 1, MiB), chunk_size=st.none() | st.integers(1000, 300_000),
-       valid_key_inside=st.booleans())
+@given(
+    size=st.integers(MAX_BODY_BYTES + 1, MiB),
+    chunk_size=st.none() | st.integers(1000, 300_000),
+    valid_key_inside=st.booleans(),
+)
 @example(size=MAX_BODY_BYTES + 1, chunk_size=None, valid_key_inside=True)
 @example(size=MAX_BODY_BYTES + 1, chunk_size=MAX_BODY_BYTES, valid_key_inside=True)
 @example(size=MiB, chunk_size=None, valid_key_inside=False)
@@ -436,8 +464,9 @@ def test_body_of_exactly_the_limit_is_served(fuzzed, keys, endpoint, chunk_size)
 @pytest.mark.parametrize("length", ["\u00b2", "\u0663", "\uff15", "+2", "-2", "0x2", "2.0", "2 2", ""], ids=ascii)
 def test_a_malformed_content_length_is_400_never_an_error(fuzzed, endpoint, length):
     # "²" and other Unicode digits pass str.isdigit(); int() refuses "²". Tornado answers 400 itself.
-    head = (f"POST /v0/token/{endpoint} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n"
-            "Connection: close\r\n\r\n").encode("latin-1", "replace")
+    head = (
+        f"POST /v0/token/{endpoint} HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    ).encode("latin-1", "replace")
     url = urllib.parse.urlsplit(fuzzed.base_url)
     with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
         sock.sendall(head + b"{}")
@@ -448,19 +477,30 @@ def test_a_malformed_content_length_is_400_never_an_error(fuzzed, endpoint, leng
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
 @pytest.mark.parametrize("method", ["POST", "GET", "PUT"])
-@pytest.mark.parametrize("headers", [
-    b"", b"Content-Type: application/json\r\n", b"Content-Type: text/plain; charset=latin-1\r\n",
-    # Content types Tornado would parse as forms: the contract reads the JSON all the same.
-    b"Content-Type: application/x-www-form-urlencoded\r\n",
-    b"Content-Type: application/x-www-form-urlencoded\r\nContent-Encoding: gzip\r\n",
-    b"Content-Type: multipart/form-data\r\n", b"Content-Type: multipart/form-data; boundary=xyz\r\n",
-], ids=lambda headers: headers.decode().strip().replace("\r\n", " ") or "none")
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"",
+        b"Content-Type: application/json\r\n",
+        b"Content-Type: text/plain; charset=latin-1\r\n",
+        # Content types Tornado would parse as forms: the contract reads the JSON all the same.
+        b"Content-Type: application/x-www-form-urlencoded\r\n",
+        b"Content-Type: application/x-www-form-urlencoded\r\nContent-Encoding: gzip\r\n",
+        b"Content-Type: multipart/form-data\r\n",
+        b"Content-Type: multipart/form-data; boundary=xyz\r\n",
+    ],
+    ids=lambda headers: headers.decode().strip().replace("\r\n", " ") or "none",
+)
 def test_declared_and_chunked_bodies_get_the_same_answers(fuzzed, keys, endpoint, method, headers):
     # A body that declares its length is read whole, any other streams in: the answers must not differ.
     valid = json.dumps({"api_key": keys[endpoint]}).encode()
     for body in (valid, b'{"api_key": "wrong"}', b"[1, 2", b'{"api_key": "' + b"x" * MAX_BODY_BYTES + b'"}'):
-        declared, chunked = (post_raw(fuzzed.base_url, f"/v0/token/{endpoint}", body, chunk_size=chunk_size,
-                                      method=method, headers=headers) for chunk_size in (None, 1000))
+        declared, chunked = (
+            post_raw(
+                fuzzed.base_url, f"/v0/token/{endpoint}", body, chunk_size=chunk_size, method=method, headers=headers
+            )
+            for chunk_size in (None, 1000)
+        )
         if method == "POST" and body == valid:
             assert declared.status == 200, (declared.status, declared.body)
         assert declared.status == chunked.status
@@ -481,15 +521,18 @@ def test_chunked_body_over_a_mebibyte_is_413(fuzzed, endpoint):
     fuzzed.still_fine()
 
 
-# Unknown fields are ignored (SPEC), whatever they hold.
+# Unknown fields are ignored (the README's request format), whatever they hold.
+
 
 @FUZZ
-@given(extra=st.dictionaries(ANY_TEXT.filter(lambda name: name != "api_key"), JSON_VALUES, min_size=1,
-                             max_size=4),
-       ascii_only=st.booleans())
+@given(
+    extra=st.dictionaries(ANY_TEXT.filter(lambda name: name != "api_key"), JSON_VALUES, min_size=1, max_size=4),
+    ascii_only=st.booleans(),
+)
 def test_unknown_fields_beside_a_valid_key_are_ignored(fuzzed, keys, extra, ascii_only):
     body = json.dumps({**extra, "api_key": keys["integration"]}, ensure_ascii=ascii_only).encode(
-        "utf-8", "surrogatepass")
+        "utf-8", "surrogatepass"
+    )
     response = post(fuzzed, "integration", body)
     if any("\ud800" <= ch <= "\udfff" for ch in json.dumps(extra, ensure_ascii=False)) and not ascii_only:
         assert_error(response, 400)  # raw surrogates are not UTF-8: not a JSON text at all
@@ -498,10 +541,14 @@ def test_unknown_fields_beside_a_valid_key_are_ignored(fuzzed, keys, extra, asci
     fuzzed.still_fine()
 
 
-@pytest.mark.parametrize("extra", [
-    b"1" * 5000,  # a valid JSON number; Python's int() refuses over 4300 digits
-    b"-1." + b"1" * 5000 + b"e-99999",
-], ids=["5000-digit-number", "5000-digit-float"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"1" * 5000,  # a valid JSON number; Python's int() refuses over 4300 digits
+        b"-1." + b"1" * 5000 + b"e-99999",
+    ],
+    ids=["5000-digit-number", "5000-digit-float"],
+)
 def test_unknown_field_holding_a_huge_number_is_ignored(fuzzed, keys, extra):
     body = b'{"api_key": ' + json.dumps(keys["integration"]).encode() + b', "extra": ' + extra + b"}"
     response = post(fuzzed, "integration", body)
@@ -509,10 +556,14 @@ def test_unknown_field_holding_a_huge_number_is_ignored(fuzzed, keys, extra):
     fuzzed.still_fine()
 
 
-@pytest.mark.parametrize("extra", [
-    b"[" * 2000 + b"]" * 2000,
-    b'{"a":' * 2000 + b"1" + b"}" * 2000,
-], ids=["deep-list", "deep-object"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        b"[" * 2000 + b"]" * 2000,
+        b'{"a":' * 2000 + b"1" + b"}" * 2000,
+    ],
+    ids=["deep-list", "deep-object"],
+)
 def test_unknown_field_nested_past_the_parser_limit_is_400(fuzzed, keys, extra):
     # Documented deviation: Go's decoder allows 10000 levels, Python's about 1000.
     body = b'{"api_key": ' + json.dumps(keys["integration"]).encode() + b', "extra": ' + extra + b"}"

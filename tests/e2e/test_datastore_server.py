@@ -43,6 +43,7 @@ def make_client(ds_server, monkeypatch):
 
     def make(namespace=None):
         return datastore.Client(project=PROJECT, namespace=namespace)
+
     return make
 
 
@@ -54,8 +55,7 @@ def client(make_client):
 def put_org_with_keys(client, org, *key_values):
     org_key = client.key("Organization", org, namespace=PLATFORM_NS)
     org_entity = datastore.Entity(org_key)
-    org_entity.update({"name": org, "email": f"{org}@example.org", "created_at": T0,
-                       "probability_multiplier": 1.0})
+    org_entity.update({"name": org, "email": f"{org}@example.org", "created_at": T0, "probability_multiplier": 1.0})
     keys = []
     for value in key_values:
         entity = datastore.Entity(client.key("APIKey", value, parent=org_key))
@@ -79,8 +79,17 @@ def test_put_get_every_schema_type(make_client, ds_server):
     meta = datastore.Entity(client.key("IntegrationMeta", "int-1"))
     meta.update({"created_at": T0, "description": "an integration"})
     api_key = datastore.Entity(client.key("IntegrationAPIKey", "ki_abc", parent=meta.key))
-    api_key.update({"key_hash": "ab" * 32, "created_at": T0, "description": "d",
-                    "status": "active", "tier": 2, "weight": 1.5, "revoked_at": None})
+    api_key.update(
+        {
+            "key_hash": "ab" * 32,
+            "created_at": T0,
+            "description": "d",
+            "status": "active",
+            "tier": 2,
+            "weight": 1.5,
+            "revoked_at": None,
+        }
+    )
     client.put_multi([meta, api_key])
 
     got = client.get(client.key("IntegrationMeta", "int-1", "IntegrationAPIKey", "ki_abc"))
@@ -88,25 +97,30 @@ def test_put_get_every_schema_type(make_client, ds_server):
     assert got.key.parent.name == "int-1" and got.key.namespace == INTEGRATION_NS
     assert got["created_at"] == T0 and got["created_at"].tzinfo is not None
 
-    stored = ds_server.get_properties(("IntegrationMeta", "int-1", "IntegrationAPIKey", "ki_abc"),
-                                      namespace=INTEGRATION_NS)
+    stored = ds_server.get_properties(
+        ("IntegrationMeta", "int-1", "IntegrationAPIKey", "ki_abc"), namespace=INTEGRATION_NS
+    )
     assert stored == {
-        "key_hash": ("string_value", "ab" * 32), "created_at": ("timestamp_value", T0),
-        "description": ("string_value", "d"), "status": ("string_value", "active"),
-        "tier": ("integer_value", 2), "weight": ("double_value", 1.5),
+        "key_hash": ("string_value", "ab" * 32),
+        "created_at": ("timestamp_value", T0),
+        "description": ("string_value", "d"),
+        "status": ("string_value", "active"),
+        "tier": ("integer_value", 2),
+        "weight": ("double_value", 1.5),
         "revoked_at": ("null_value", None),
     }
     assert ds_server.get_properties(("IntegrationMeta", "int-1")) is None  # default ns
 
 
 def test_seeded_entities_are_read_with_their_types(make_client, ds_server):
-    ds_server.seed(("IntegrationMeta", "int-1", "IntegrationAPIKey", "ki_x"),
-                   {"tier": 3, "ratio": 2.0, "created_at": T0, "status": "active",
-                    "gone": None, "flag": True}, namespace=INTEGRATION_NS)
+    ds_server.seed(
+        ("IntegrationMeta", "int-1", "IntegrationAPIKey", "ki_x"),
+        {"tier": 3, "ratio": 2.0, "created_at": T0, "status": "active", "gone": None, "flag": True},
+        namespace=INTEGRATION_NS,
+    )
     client = make_client(INTEGRATION_NS)
     got = client.get(client.key("IntegrationMeta", "int-1", "IntegrationAPIKey", "ki_x"))
-    assert got == {"tier": 3, "ratio": 2.0, "created_at": T0, "status": "active",
-                   "gone": None, "flag": True}
+    assert got == {"tier": 3, "ratio": 2.0, "created_at": T0, "status": "active", "gone": None, "flag": True}
     assert type(got["tier"]) is int and type(got["ratio"]) is float
     assert type(got["flag"]) is bool
 
@@ -154,8 +168,9 @@ def test_autojoin_style_query_by_key_value(make_client, ds_server):
 def test_filters_on_typed_values_and_and(client):
     for i, (tier, active) in enumerate([(1, True), (2, True), (2, False)], start=1):
         entity = datastore.Entity(client.key("IntegrationAPIKey", f"ki_{i}"))
-        entity.update({"tier": tier, "active": active, "tier_str": str(tier),
-                       "owner": client.key("IntegrationMeta", "m")})
+        entity.update(
+            {"tier": tier, "active": active, "tier_str": str(tier), "owner": client.key("IntegrationMeta", "m")}
+        )
         client.put(entity)
 
     def names(*filters):
@@ -168,8 +183,7 @@ def test_filters_on_typed_values_and_and(client):
     assert names(PropertyFilter("tier", "=", 2), PropertyFilter("active", "=", True)) == ["ki_2"]
     assert names(PropertyFilter("tier", "=", "2")) == []  # types must match exactly
     assert names(PropertyFilter("tier_str", "=", "1")) == ["ki_1"]
-    assert names(PropertyFilter("owner", "=", client.key("IntegrationMeta", "m"))) == [
-        "ki_1", "ki_2", "ki_3"]
+    assert names(PropertyFilter("owner", "=", client.key("IntegrationMeta", "m"))) == ["ki_1", "ki_2", "ki_3"]
     assert names(PropertyFilter("tier", ">", 1)) == ["ki_2", "ki_3"]
     assert names(PropertyFilter("tier", "IN", [1, 3])) == ["ki_1"]
     assert names(PropertyFilter("tier", "!=", 1)) == ["ki_2", "ki_3"]
@@ -200,8 +214,10 @@ def test_ancestor_query_keys_only(make_client):
     assert all(dict(e) == {} and e.key.parent == acme for e in results)
     # Kindless ancestor query includes the ancestor itself.
     assert [e.key.flat_path for e in client.query(ancestor=acme).fetch()] == [
-        ("Organization", "acme"), ("Organization", "acme", "APIKey", "k1"),
-        ("Organization", "acme", "APIKey", "k2")]
+        ("Organization", "acme"),
+        ("Organization", "acme", "APIKey", "k1"),
+        ("Organization", "acme", "APIKey", "k2"),
+    ]
 
 
 def test_transaction_put_and_get(client, ds_server):
@@ -215,10 +231,9 @@ def test_transaction_put_and_get(client, ds_server):
     assert ds_server.calls["BeginTransaction"] == 1 and ds_server.calls["Commit"] == 1
     assert ds_server.requests[1][0] == "Lookup" and ds_server.requests[1][1].read_options.transaction
 
-    with pytest.raises(RuntimeError):
-        with client.transaction():
-            client.put(datastore.Entity(client.key("Organization", "never")))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), client.transaction():
+        client.put(datastore.Entity(client.key("Organization", "never")))
+        raise RuntimeError("boom")
     assert ds_server.calls["Rollback"] == 1
     assert client.get(client.key("Organization", "never")) is None
 
@@ -270,8 +285,7 @@ def test_insert_update_errors_and_atomicity(client, ds_server):
     pb = datastore.helpers.entity_to_protobuf
 
     def commit(*mutations):
-        api.commit(request={"project_id": PROJECT, "mode": "NON_TRANSACTIONAL",
-                            "mutations": list(mutations)})
+        api.commit(request={"project_id": PROJECT, "mode": "NON_TRANSACTIONAL", "mutations": list(mutations)})
 
     new = datastore.Entity(client.key("K", "new"))
     with pytest.raises(gexc.AlreadyExists):

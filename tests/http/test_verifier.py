@@ -7,44 +7,15 @@ function; checks are held in flight with an event, never with timing.
 import concurrent.futures
 import hashlib
 import sqlite3
-import threading
 import time
 
 from tests.consumer import verify_token
 from tests.httpclient import exchange, request
+from tests.support import CountingVerify, FakeClock
 from token_exchange.verification.admission import MAX_CONCURRENT_PER_KEY, MAX_FAILURES_PER_KEY
-from token_exchange.verification.secrethash import SHA256, hash_secret, verify_secret
+from token_exchange.verification.secrethash import SHA256, hash_secret
 from token_exchange.verification.verifier import VerifierEvents
 from token_exchange.verification.verifycache import VerificationCache
-
-
-class CountingVerify:
-    """verify_secret, counting calls; while hold is set, calls wait for release."""
-
-    def __init__(self):
-        self.calls = 0
-        self.started = threading.Semaphore(0)
-        self.release = threading.Event()
-        self.release.set()
-        self._lock = threading.Lock()
-
-    def hold(self):
-        self.release.clear()
-
-    def __call__(self, secret, stored_hash):
-        with self._lock:
-            self.calls += 1
-        self.started.release()
-        assert self.release.wait(30)
-        return verify_secret(secret, stored_hash)
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 class RecordingEvents(VerifierEvents):
@@ -172,8 +143,11 @@ def test_repeated_wrong_secrets_throttle_that_key_only(start_service, integratio
     assert exchange(service.base_url, "integration", target.api_key).status == 200  # now cached
     for _ in range(MAX_FAILURES_PER_KEY):
         assert exchange(service.base_url, "integration", wrong_secret(target.api_key)).status == 401
-    assert_refused(exchange(service.base_url, "integration", wrong_secret(target.api_key)), 429,
-                   b"Too many attempts for this key, retry later\n")
+    assert_refused(
+        exchange(service.base_url, "integration", wrong_secret(target.api_key)),
+        429,
+        b"Too many attempts for this key, retry later\n",
+    )
     # Other keys are untouched, and the holder of the throttled key, whose
     # secret is cached, needs no bcrypt check and still gets tokens.
     assert exchange(service.base_url, "integration", other.api_key).status == 200
@@ -187,8 +161,9 @@ def test_an_uncached_secret_of_a_throttled_key_waits_too(start_service, integrat
     key = integration_key()
     for _ in range(MAX_FAILURES_PER_KEY):
         assert exchange(service.base_url, "integration", wrong_secret(key.api_key)).status == 401
-    assert_refused(exchange(service.base_url, "integration", key.api_key), 429,
-                   b"Too many attempts for this key, retry later\n")
+    assert_refused(
+        exchange(service.base_url, "integration", key.api_key), 429, b"Too many attempts for this key, retry later\n"
+    )
 
 
 def in_flight(pool, base_url, api_key, verify, count=1):
@@ -208,8 +183,11 @@ def test_concurrent_checks_per_key_are_limited_while_other_keys_get_200(start_se
     verify.hold()
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         held = [f for secret in wrong for f in in_flight(pool, service.base_url, secret, verify)]
-        assert_refused(exchange(service.base_url, "integration", wrong_secret(target.api_key)), 429,
-                       b"Too many attempts for this key, retry later\n")
+        assert_refused(
+            exchange(service.base_url, "integration", wrong_secret(target.api_key)),
+            429,
+            b"Too many attempts for this key, retry later\n",
+        )
         other_request = pool.submit(exchange, service.base_url, "integration", other.api_key)
         assert verify.started.acquire(timeout=30)
         verify.release.set()
@@ -224,8 +202,11 @@ def test_beyond_the_pending_bound_a_check_is_refused_503(start_service, integrat
     verify.hold()
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         held = in_flight(pool, service.base_url, first.api_key, verify)
-        assert_refused(exchange(service.base_url, "integration", second.api_key), 503,
-                       b"Too many key verifications pending, retry later\n")
+        assert_refused(
+            exchange(service.base_url, "integration", second.api_key),
+            503,
+            b"Too many key verifications pending, retry later\n",
+        )
         # Health and the JWKS answer while the check is held.
         assert request(service.base_url, "GET", "/health").status == 200
         assert request(service.base_url, "GET", "/.well-known/jwks.json").status == 200

@@ -10,8 +10,7 @@ import pytest
 
 from tests.consumer import fetch_jwks, token_header, verify_token
 from tests.httpclient import exchange, request
-from tests.test_tools import tools  # noqa: F401
-from tests.zipapp_service import only_line, zipapp_home, zipapp_services  # noqa: F401
+from tests.zipapp_service import only_line
 from token_exchange.signing.keyfile import PRIVATE_PARAMS
 
 PROG = "generate-jwk"
@@ -63,8 +62,10 @@ def test_rotation_runbook_with_the_built_tools(tools, zipapp_services, tmp_path,
 
     # 1. Publish the new key: the one-key file becomes a set, the old key still signs.
     out = edit(tools, path, "-add", "-alg", "ES256", "-kid", "new-key")
-    assert out == (f"Added ES256 private key kid=new-key (published, not signing) in {path}\n"
-                   "Signing kid: old-key\nPublished kids: old-key, new-key\n")
+    assert out == (
+        f"Added ES256 private key kid=new-key (published, not signing) in {path}\n"
+        "Signing kid: old-key\nPublished kids: old-key, new-key\n"
+    )
     service = restart(zipapp_services, service, path, db_path)
     assert published(service) == ["old-key", "new-key"]
     assert token_header(autojoin_token(service, api_key))["kid"] == "old-key"
@@ -91,16 +92,27 @@ def test_rotation_runbook_with_the_built_tools(tools, zipapp_services, tmp_path,
     assert verify_token(service.base_url, autojoin_token(service, api_key), "autojoin")["org"] == "example-org"
 
 
-@pytest.mark.parametrize("args,problem", [
-    (["-retire", "signing"], "-retire: key 'signing' signs; promote another key first"),
-    (["-retire", "unknown"], "-retire: no key with kid 'unknown'"),
-    (["-promote", "signing"], "-promote: key 'signing' already signs"),
-    (["-promote", "public"], "-promote: key 'public' is public only"),
-    (["-add", "-kid", "public"], "-kid: a key with kid 'public' is already in the key file"),
-    ([], "exactly one of -add, -promote KID, -retire KID"),
-    (["-add", "-retire", "public"], "exactly one of"),
-], ids=["retire-signing", "retire-unknown", "promote-signing", "promote-public", "duplicate-kid", "no-edit",
-        "two-edits"])
+@pytest.mark.parametrize(
+    "args,problem",
+    [
+        (["-retire", "signing"], "-retire: key 'signing' signs; promote another key first"),
+        (["-retire", "unknown"], "-retire: no key with kid 'unknown'"),
+        (["-promote", "signing"], "-promote: key 'signing' already signs"),
+        (["-promote", "public"], "-promote: key 'public' is public only"),
+        (["-add", "-kid", "public"], "-kid: a key with kid 'public' is already in the key file"),
+        ([], "exactly one of -add, -promote KID, -retire KID"),
+        (["-add", "-retire", "public"], "exactly one of"),
+    ],
+    ids=[
+        "retire-signing",
+        "retire-unknown",
+        "promote-signing",
+        "promote-public",
+        "duplicate-kid",
+        "no-edit",
+        "two-edits",
+    ],
+)
 def test_refused_edits_leave_the_key_file_as_it_was(tools, tmp_path, args, problem):
     path = tmp_path / "jwks.json"
     assert tools.run(PROG, "-kid", "signing", "-out", path).returncode == 0

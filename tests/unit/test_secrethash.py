@@ -38,10 +38,19 @@ def test_bcrypt_never_matches_past_72_bytes():
         hash_secret(b"a" * 73, "bcrypt", bcrypt_cost=4)
 
 
-@pytest.mark.parametrize("stored", [
-    "", "plaintext", "$2b$garbage", "$2b$04$" + "x" * 10, "ab" * 31, "zz" * 32, "$2b$04$é" + "a" * 50,
-    hashlib.sha256(SECRET).hexdigest()[:-1],
-])
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "",
+        "plaintext",
+        "$2b$garbage",
+        "$2b$04$" + "x" * 10,
+        "ab" * 31,
+        "zz" * 32,
+        "$2b$04$é" + "a" * 50,
+        hashlib.sha256(SECRET).hexdigest()[:-1],
+    ],
+)
 def test_corrupt_stored_hash_never_matches_and_never_raises(stored):
     assert not verify_secret(SECRET, stored)
 

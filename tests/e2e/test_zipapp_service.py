@@ -2,7 +2,7 @@
 
 Bad configuration stops it with one line on stderr and a non-zero status;
 good configuration, in every Go flag spelling, makes it answer /health; a
-signal stops it with status 0.
+signal stops it with status 0; it serves metrics over HTTP and JSON log lines.
 """
 
 import http.client
@@ -12,32 +12,43 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 
 import pytest
 from jwcrypto import jwk
 
 from tests.httpclient import exchange, request
-from tests.zipapp_service import (  # noqa: F401 (fixtures)
+from tests.support import ROOT
+from tests.zipapp_service import (
     START_TIMEOUT_SECONDS,
+    access_lines,
     error_line,
     free_port,
+    hashing_queue_depth,
     health,
+    metric_values,
     only_line,
     run_zipapp,
-    zipapp_home,
-    zipapp_services,
+    settled,
 )
 from token_exchange.signing.keyfile import PRIVATE_PARAMS
 
 PROG = "token-exchange"
-FLAGS = ("-port", "-private-key-path", "-platform-ns", "-client-integration-ns", "-project-id",
-         "-prometheusx.listen-address", "-store", "-store-timeout", "-key-cache-ttl", "-max-pending-verifications")
 
 
-@pytest.fixture
-def service_pyz(built_zipapps):
-    return built_zipapps["token-exchange"]
+FLAGS = (
+    "-port",
+    "-private-key-path",
+    "-platform-ns",
+    "-client-integration-ns",
+    "-project-id",
+    "-prometheusx.listen-address",
+    "-store",
+    "-store-timeout",
+    "-key-cache-ttl",
+    "-max-pending-verifications",
+)
 
 
 def run_service(pyz, home, *args, env=None):
@@ -65,6 +76,7 @@ def test_help_with_a_minimal_environment(service_pyz, tmp_path):
 
 
 # Bad signing-key files: each case writes a file and returns (path, JWKs whose private parameters it holds).
+
 
 def _write(path, data):
     path.write_text(data if isinstance(data, str) else json.dumps(data))
@@ -154,17 +166,32 @@ def mismatched_halves(tmp_path, jwks):
     return _write(tmp_path / "jwk-priv.json", data), [data, jwks["ES256"]], "private JWK"
 
 
-BAD_KEY_FILES = [missing, directory, under_a_file, unreadable, not_json, empty, json_array, public_only,
-                 without_kid, jwk_set_without_private_key, jwk_set_with_duplicate_kids, rsa_1024, rsa_alg_on_ec_key, es256_alg_on_ed25519_key, mismatched_halves]
+BAD_KEY_FILES = [
+    missing,
+    directory,
+    under_a_file,
+    unreadable,
+    not_json,
+    empty,
+    json_array,
+    public_only,
+    without_kid,
+    jwk_set_without_private_key,
+    jwk_set_with_duplicate_kids,
+    rsa_1024,
+    rsa_alg_on_ec_key,
+    es256_alg_on_ed25519_key,
+    mismatched_halves,
+]
 
 
 @pytest.mark.parametrize("case", BAD_KEY_FILES, ids=[case.__name__ for case in BAD_KEY_FILES])
-def test_bad_key_file_stops_start_up_with_one_line(service_pyz, zipapp_home, tmp_path, db_path, private_jwks,
-                                                   case):
+def test_bad_key_file_stops_start_up_with_one_line(service_pyz, zipapp_home, tmp_path, db_path, private_jwks, case):
     path, held, problem = case(tmp_path, private_jwks)
     port = free_port()
-    done = run_service(service_pyz, zipapp_home, "-private-key-path", path, "-store", f"sqlite:{db_path}",
-                       "-port", port)
+    done = run_service(
+        service_pyz, zipapp_home, "-private-key-path", path, "-store", f"sqlite:{db_path}", "-port", port
+    )
     assert done.returncode != 0
     line = only_line(done, PROG)
     assert line.startswith(f"{PROG}: error: private key file {path}: "), line
@@ -178,8 +205,10 @@ def test_bad_key_file_stops_start_up_with_one_line(service_pyz, zipapp_home, tmp
 
 # Other bad configuration.
 
-@pytest.mark.parametrize("args", [[], ["-store", "datastore"], ["--store=datastore"]],
-                         ids=["default", "flag", "double-dash"])
+
+@pytest.mark.parametrize(
+    "args", [[], ["-store", "datastore"], ["--store=datastore"]], ids=["default", "flag", "double-dash"]
+)
 def test_datastore_store_stops_start_up_with_one_line(service_pyz, zipapp_home, key_file, args):
     # No Google credentials in the minimal environment: the service cannot use Datastore.
     done = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-port", free_port(), *args)
@@ -188,37 +217,60 @@ def test_datastore_store_stops_start_up_with_one_line(service_pyz, zipapp_home, 
     assert "store 'datastore'" in line, line
 
 
-@pytest.mark.parametrize("args,named", [
-    (["-store", "foo"], "-store"),
-    (["-store", "sqlite:"], "-store"),
-    (["-port", "notanumber"], "-port"),
-    (["-port", "65536"], "-port"),
-    (["-prometheusx.listen-address", "9990"], "-prometheusx.listen-address"),
-    (["-no-such-flag"], "-no-such-flag"),
-    (["-por", "{port}"], "-por"),  # Go's flag package knows no abbreviations
-    (["-key-cache-ttl", "-1"], "-key-cache-ttl"),
-    (["-max-pending-verifications", "0"], "-max-pending-verifications"),
-], ids=["store-foo", "store-sqlite-empty", "port-nan", "port-range", "metrics-address", "unknown", "abbreviated",
-        "key-cache-ttl-negative", "max-pending-zero"])
+@pytest.mark.parametrize(
+    "args,named",
+    [
+        (["-store", "foo"], "-store"),
+        (["-store", "sqlite:"], "-store"),
+        (["-port", "notanumber"], "-port"),
+        (["-port", "65536"], "-port"),
+        (["-prometheusx.listen-address", "9990"], "-prometheusx.listen-address"),
+        (["-no-such-flag"], "-no-such-flag"),
+        (["-por", "{port}"], "-por"),  # Go's flag package knows no abbreviations
+        (["-key-cache-ttl", "-1"], "-key-cache-ttl"),
+        (["-max-pending-verifications", "0"], "-max-pending-verifications"),
+    ],
+    ids=[
+        "store-foo",
+        "store-sqlite-empty",
+        "port-nan",
+        "port-range",
+        "metrics-address",
+        "unknown",
+        "abbreviated",
+        "key-cache-ttl-negative",
+        "max-pending-zero",
+    ],
+)
 def test_bad_flag_exits_2_with_one_line(service_pyz, zipapp_home, key_file, db_path, args, named):
     port = free_port()
-    done = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", f"sqlite:{db_path}",
-                       *(arg.format(port=port) for arg in args))
+    done = run_service(
+        service_pyz,
+        zipapp_home,
+        "-private-key-path",
+        key_file(),
+        "-store",
+        f"sqlite:{db_path}",
+        *(arg.format(port=port) for arg in args),
+    )
     assert done.returncode == 2
     assert named in only_line(done, PROG)
     assert not db_path.exists()
 
 
-@pytest.mark.parametrize("store,problem", [
-    ("{tmp}/no-such-dir/keys.db", "unable to open"),
-    ("{tmp}", "unable to open"),
-    ("{tmp}/not-a-database.db", "not a database"),
-], ids=["missing-directory", "directory", "not-a-database"])
+@pytest.mark.parametrize(
+    "store,problem",
+    [
+        ("{tmp}/no-such-dir/keys.db", "unable to open"),
+        ("{tmp}", "unable to open"),
+        ("{tmp}/not-a-database.db", "not a database"),
+    ],
+    ids=["missing-directory", "directory", "not-a-database"],
+)
 def test_unusable_store_stops_start_up_with_one_line(service_pyz, zipapp_home, key_file, tmp_path, store, problem):
     (tmp_path / "not-a-database.db").write_bytes(b"not SQLite at all, " * 100)
     spec = "sqlite:" + store.format(tmp=tmp_path)
-    done = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", spec,
-                       "-port", free_port())
+    done = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", spec, "-port", free_port())
     assert done.returncode != 0
     line = only_line(done, PROG)
     assert line.startswith(f"{PROG}: error: store {spec}: "), line
@@ -230,13 +282,33 @@ def test_metrics_address_in_use_stops_start_up_with_one_line(service_pyz, zipapp
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        address = "127.0.0.1:%d" % taken.getsockname()[1]
-        done = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", f"sqlite:{db_path}",
-                           "-port", free_port(), "-prometheusx.listen-address", address)
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        done = run_service(
+            service_pyz,
+            zipapp_home,
+            "-private-key-path",
+            key_file(),
+            "-store",
+            f"sqlite:{db_path}",
+            "-port",
+            free_port(),
+            "-prometheusx.listen-address",
+            address,
+        )
         # A store that cannot open is named first: it is the problem to fix.
         bad_store = f"sqlite:{db_path.parent}"
-        store_first = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store", bad_store,
-                                  "-port", free_port(), "-prometheusx.listen-address", address)
+        store_first = run_service(
+            service_pyz,
+            zipapp_home,
+            "-private-key-path",
+            key_file(),
+            "-store",
+            bad_store,
+            "-port",
+            free_port(),
+            "-prometheusx.listen-address",
+            address,
+        )
     assert done.returncode == 1
     assert only_line(done, PROG) == f"{PROG}: error: cannot serve metrics on {address}: Address already in use"
     assert store_first.returncode == 1
@@ -248,8 +320,6 @@ def test_bad_flag_from_the_environment_exits_2(service_pyz, zipapp_home, key_fil
     assert done.returncode == 2
     assert "port" in only_line(done, PROG)
 
-
-# Flag spellings, and the environment.
 
 SPELLINGS = {
     "-port N": lambda port: (["-port", str(port)], {}),
@@ -289,6 +359,7 @@ def test_everything_from_the_environment(zipapp_services, key_file, tmp_path):
 
 # Running, and stopping.
 
+
 def ipv6_loopback():
     try:
         with socket.socket(socket.AF_INET6) as probe:
@@ -311,9 +382,18 @@ def test_port_already_in_use(service_pyz, zipapp_home, key_file, db_path):
         taken.bind(("", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = run_service(service_pyz, zipapp_home, "-private-key-path", key_file(), "-store",
-                           f"sqlite:{db_path}", "-port", port,
-                           "-prometheusx.listen-address", f"127.0.0.1:{free_port()}")
+        done = run_service(
+            service_pyz,
+            zipapp_home,
+            "-private-key-path",
+            key_file(),
+            "-store",
+            f"sqlite:{db_path}",
+            "-port",
+            port,
+            "-prometheusx.listen-address",
+            f"127.0.0.1:{free_port()}",
+        )
     assert done.returncode != 0
     line = error_line(done, PROG)  # after the start-up log lines
     assert f"port {port}" in line and "in use" in line, line
@@ -335,7 +415,7 @@ def test_sigterm_lets_a_request_in_flight_finish(zipapp_services, integration_ke
     try:
         started = time.monotonic()
         conn.request("POST", "/v0/token/integration", json.dumps({"api_key": key.api_key}))
-        time.sleep(0.1)
+        assert settled(lambda: hashing_queue_depth(service), 1) == 1  # its bcrypt check has started
         service.process.send_signal(signal.SIGTERM)
         response = conn.getresponse()
         assert time.monotonic() - started > 0.2  # it was in flight when the signal came
@@ -353,10 +433,19 @@ def test_sigterm_waits_for_a_body_still_arriving(zipapp_services, integration_ke
     service = zipapp_services.start()
     body = json.dumps({"api_key": key.api_key}).encode()
     with socket.create_connection(("127.0.0.1", service.port), timeout=30) as conn:
-        conn.sendall(b"POST /v0/token/integration HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
-        time.sleep(0.2)
+        # "Expect: 100-continue" has the service say when it has read the headers, so the signal surely
+        # comes after them, however busy the machine.
+        conn.sendall(
+            b"POST /v0/token/integration HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+            b"Expect: 100-continue\r\n\r\n" % len(body)
+        )
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += conn.recv(1)
+        assert interim == b"HTTP/1.1 100 (Continue)\r\n\r\n"
         service.process.send_signal(signal.SIGTERM)
-        time.sleep(0.5)  # the service is shutting down meanwhile
+        # The service is shutting down before the body comes.
+        assert settled(lambda: "shutting down: " in service.output(), True), service.output()
         conn.sendall(body)
         answer = b""
         while chunk := conn.recv(65536):  # until the service closes the connection
@@ -380,9 +469,9 @@ def test_a_request_read_during_shutdown_is_answered_with_connection_close(zipapp
         first.read()
         assert first.getheader("Connection") is None  # kept alive before the signal
         slow.request("POST", "/v0/token/integration", json.dumps({"api_key": slow_key.api_key}))
-        time.sleep(0.1)
+        assert settled(lambda: hashing_queue_depth(service), 1) == 1  # its bcrypt check has started
         service.process.send_signal(signal.SIGTERM)
-        time.sleep(0.1)
+        assert settled(lambda: "shutting down: " in service.output(), True), service.output()
         kept.request("POST", "/v0/token/integration", json.dumps({"api_key": key.api_key}))
         during = kept.getresponse()
         assert during.status == 200
@@ -430,3 +519,66 @@ def test_key_cache_ttl_reuses_the_record_within_its_bound(zipapp_services, integ
     assert exchange(service.base_url, "integration", key.api_key).status == 200
     revoke(db_path, key.key_id)
     assert exchange(service.base_url, "integration", key.api_key).status == 200
+
+
+def test_metrics_are_served_over_http(zipapp_services, integration_key):
+    key = integration_key("acme")
+    service = zipapp_services.start()
+    for _ in range(2):
+        assert exchange(service.base_url, "integration", key.api_key).status == 200
+    expected = {frozenset({("code", "200"), ("method", "post")}): 2.0}
+    assert (
+        settled(lambda: metric_values(service.metrics_url, "tokenexchange_integration_requests_total"), expected)
+        == expected
+    )
+    issued = metric_values(service.metrics_url, "tokenexchange_tokens_issued_total")
+    assert issued == {frozenset({("audience", "integration")}): 2.0}
+    # Not a TTY: JSON lines. By default a success leaves no access line, a refusal does, naming
+    # the key by its ids only.
+    assert exchange(service.base_url, "integration", key.api_key[:-1] + "~").status == 401
+    statuses = settled(
+        lambda: [line["httpRequest"]["status"] for line in access_lines(service, "/v0/token/integration")], [401]
+    )
+    assert statuses == [401]
+    assert access_lines(service, "/v0/token/integration")[0]["key_id"] == key.key_id
+    assert key.api_key.rsplit(".", 1)[1] not in service.output()
+
+
+# The service sends itself a signal while loading its signing key, before it serves.
+SIGNAL_WHILE_STARTING = """
+import os, signal, sys
+from token_exchange.cli import service as server
+real_load_key_set, signum = server.load_key_set, getattr(signal, sys.argv.pop(1))
+def load_then_signal(path):
+    keys = real_load_key_set(path)
+    os.kill(os.getpid(), signum)
+    return keys
+server.load_key_set = load_then_signal
+server.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_a_signal_while_starting_stops_the_service_with_status_0(key_file, db_path, signal_name):
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SIGNAL_WHILE_STARTING,
+            signal_name,
+            "-private-key-path",
+            str(key_file()),
+            "-store",
+            f"sqlite:{db_path}",
+            "-port",
+            str(free_port()),
+            "-prometheusx.listen-address",
+            f"127.0.0.1:{free_port()}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

@@ -1,0 +1,105 @@
+"""Plain helpers and constants shared by test modules of several tiers (fixtures live in the conftest.py files)."""
+
+import os
+import pathlib
+import sys
+import threading
+
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from token_exchange.verification.secrethash import verify_secret
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+DIST = ROOT / "dist"
+# Low bcrypt cost keeps the suite fast; one test covers the default cost.
+TEST_BCRYPT_COST = 4
+ALGS = ("RS256", "ES256", "EdDSA")
+
+
+def plain_python():
+    """The interpreter a user would run the zipapps with: no virtualenv, no project on the path."""
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    return os.environ.get("TEST_ZIPAPP_PYTHON", base)
+
+
+# Integration API keys, well-formed and malformed (the README's key format and limits).
+
+SECRET = "s" * 43
+
+
+def key(integration_id="acme", key_id="ki_0123456789abcdef", secret=SECRET):
+    return f"mlabk.cii_{integration_id}.{key_id}.{secret}"
+
+
+MALFORMED = {
+    "empty": "",
+    "no prefix": "cii_acme.ki_1.secret",
+    "wrong prefix": "mlabx.cii_acme.ki_1.secret",
+    "prefix only": "mlabk.",
+    "two parts": "mlabk.cii_acme.ki_1",
+    "four parts": "mlabk.cii_acme.ki_1.sec.ret",
+    "no cii_": "mlabk.acme.ki_1.secret",
+    "empty integration id": "mlabk.cii_.ki_1.secret",
+    "integration id 65 bytes": key(integration_id="i" * 65),
+    "integration id 65 bytes utf-8": key(integration_id="é" * 32 + "i"),
+    "no ki_": "mlabk.cii_acme.kx_1.secret",
+    "key id only ki_": "mlabk.cii_acme.ki_.secret",
+    "key id 65 bytes": key(key_id="ki_" + "k" * 62),
+    "empty secret": key(secret=""),
+    "secret 129 bytes": key(secret="s" * 129),
+    "whole key 301 bytes": "mlabk.cii_a.ki_b." + "s" * 284,
+    "lone surrogate": key(secret="\ud800"),
+    "empty parts": "mlabk...",
+}
+
+
+# Metrics, read from a registry as Prometheus would scrape it.
+
+ALLOWED_LABELS = {"code", "method", "operation", "audience", "result", "le"}
+
+
+def samples(registry):
+    """{(name, frozenset(labels)): value} of every sample the registry exposes."""
+    text = generate_latest(registry).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(all_samples, name, **labels):
+    return all_samples.get((name, frozenset(labels.items())), 0.0)
+
+
+# bcrypt checks, counted and held.
+
+
+class CountingVerify:
+    """verify_secret, counting calls; while hold is set, calls wait for release."""
+
+    def __init__(self):
+        self.calls = 0
+        self.started = threading.Semaphore(0)
+        self.release = threading.Event()
+        self.release.set()
+        self._lock = threading.Lock()
+
+    def hold(self):
+        self.release.clear()
+
+    def __call__(self, secret, stored_hash):
+        with self._lock:
+            self.calls += 1
+        self.started.release()
+        assert self.release.wait(30)
+        return verify_secret(secret, stored_hash)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now

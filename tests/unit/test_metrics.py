@@ -1,0 +1,22 @@
+"""The service's metrics (observability/metrics.py) in process: the verifier's events feed the cache,
+queue and refusal metrics of a registry of its own."""
+
+from tests.support import samples, value
+from token_exchange.observability.metrics import ServiceMetrics
+
+
+def test_verifier_events_feed_cache_and_queue_metrics():
+    metrics = ServiceMetrics()  # a registry of its own, as each service has
+    events = metrics.verifier_events
+    events.cache_miss()
+    events.cache_hit()
+    events.cache_hit()
+    events.verification_queued(3)
+    events.verification_refused("throttled")
+    got = samples(metrics.registry)
+    assert value(got, "tokenexchange_verification_cache_total", result="hit") == 2
+    assert value(got, "tokenexchange_verification_cache_total", result="miss") == 1
+    assert value(got, "tokenexchange_hashing_queue_depth") == 3
+    assert value(got, "tokenexchange_verifications_refused_total", result="throttled") == 1
+    events.verification_done(0)
+    assert value(samples(metrics.registry), "tokenexchange_hashing_queue_depth") == 0
