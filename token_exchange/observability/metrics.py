@@ -81,17 +81,27 @@ class ServiceMetrics:
             "tokenexchange_tokens_issued", "Tokens signed and sent, by audience.", ["audience"], registry=reg
         )
         self.verifier_events = VerifierMetrics(self)
+        # labels() looks a child up under a lock; every request of a kind uses the children the first one
+        # looked up. (path, status, method) -> (request counter, duration histogram, tokens issued or None)
+        self._request_children = {}
 
     def observe_request(self, method, path, status, seconds):
         """Count a finished request, if it went to a token endpoint; a 200 there sent a token."""
-        audience = ENDPOINT_METRICS.get(path)
-        if audience is None:
-            return
-        labels = dict(code=str(status), method=method.lower() if method in KNOWN_METHODS else "other")
-        self._requests[path].labels(**labels).inc()
-        self._durations[path].labels(**labels).observe(seconds)
-        if status == 200:
-            self.tokens_issued.labels(audience=audience).inc()
+        children = self._request_children.get((path, status, method))
+        if children is None:
+            audience = ENDPOINT_METRICS.get(path)
+            if audience is None:
+                return
+            labels = dict(code=str(status), method=method.lower() if method in KNOWN_METHODS else "other")
+            issued = self.tokens_issued.labels(audience=audience) if status == 200 else None
+            children = self._requests[path].labels(**labels), self._durations[path].labels(**labels), issued
+            if method in KNOWN_METHODS:  # the memo stays as bounded as the labels
+                self._request_children[(path, status, method)] = children
+        requests, duration, issued = children
+        requests.inc()
+        duration.observe(seconds)
+        if issued is not None:
+            issued.inc()
 
     def timed_store(self, store):
         return TimedKeyStore(store, self)
@@ -102,12 +112,14 @@ class VerifierMetrics(VerifierEvents):
 
     def __init__(self, metrics):
         self._metrics = metrics
+        self._cache_hits = metrics.verification_cache.labels(result="hit")
+        self._cache_misses = metrics.verification_cache.labels(result="miss")
 
     def cache_hit(self):
-        self._metrics.verification_cache.labels(result="hit").inc()
+        self._cache_hits.inc()
 
     def cache_miss(self):
-        self._metrics.verification_cache.labels(result="miss").inc()
+        self._cache_misses.inc()
 
     def verification_queued(self, depth):
         self._metrics.hashing_queue_depth.set(depth)
