@@ -10,4 +10,5 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[test,lint]'
 ./build.sh
-exec .venv/bin/python -m pytest "$@"
+# Two workers: the suite is built for pytest-xdist (own ports, own files per test).
+exec .venv/bin/python -m pytest -n 2 "$@"

@@ -66,10 +66,10 @@ def redact(name, value):
 
 
 def main(argv=None):
-    # Until serving takes the signals over (serve(), or the supervisor forwarding them), a service
-    # stopped while it starts has no request to finish: it exits 0, with no traceback.
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, stop_before_serving)
+    # A stop signal is held back until serving can take it (serve(), or the supervisor forwarding it):
+    # a service stopped while it starts then stops at once, with nothing in flight, status 0 and no
+    # traceback. (Raised from a handler instead, SystemExit may land where Python only prints it.)
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     config = parse_config(argv)
     setup_logging(config.log_format or default_format())
     try:
@@ -83,10 +83,6 @@ def main(argv=None):
 
     log_start_up(config, keys)
     sys.exit(supervise(config, keys, sockets))
-
-
-def stop_before_serving(signum, frame):
-    raise SystemExit(0)
 
 
 def log_start_up(config, keys):
@@ -190,6 +186,7 @@ async def serve(config, keys, store, metrics, sockets):
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held back since main(); one may be pending
     await stop.wait()
     log.info("shutting down: %d requests in flight, waiting up to %g s", in_flight.count, config.shutdown_grace)
     server.stop()  # no new connections

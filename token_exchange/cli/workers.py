@@ -13,7 +13,7 @@ import shutil
 import signal
 import tempfile
 
-from token_exchange.cli.service import STOP_SIGNALS, fail, run, stop_before_serving
+from token_exchange.cli.service import STOP_SIGNALS, fail, run
 
 log = logging.getLogger("token_exchange")
 
@@ -38,9 +38,8 @@ def supervise(config, keys, sockets):
     for signum in STOP_SIGNALS:
         signal.signal(signum, forward)
     try:
-        # Held back while forking: a signal then reaches every worker once all are forked, and no child
-        # runs forward() (on its copy of the supervisor's state) before it has its own handlers.
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        # Stop signals are still held back (main()): one reaches every worker once all are forked, and a
+        # worker, which inherits the mask, takes its signals once it serves.
         try:
             for _ in range(config.workers):
                 pid = os.fork()
@@ -88,11 +87,9 @@ def wait_for_workers(workers, stopping, metrics_dir):
 def worker(config, keys, sockets, metrics_dir):
     """Body of a forked worker: its exit status, whatever happens."""
     try:
-        # Until serve() takes the signals over, a worker stopped while starting
-        # has no request to finish: it exits 0, as a stopped service should.
+        # The default action until serve() takes the signals; they stay held back until then.
         for signum in STOP_SIGNALS:
-            signal.signal(signum, stop_before_serving)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked by the supervisor while it forks
+            signal.signal(signum, signal.SIG_DFL)
         die_with_parent()
         return run(config, keys, sockets, metrics_dir)
     except SystemExit as e:

@@ -16,10 +16,10 @@ class BaseHandler(RequestHandler):
 
     def __init__(self, application, request, **kwargs):
         super().__init__(application, request, **kwargs)
-        # Shutdown waits for the requests counted here. Counted from here, not from prepare(): the
-        # request's reading stops counting as this handler is made (connections.CountedRequest).
+        # Shutdown waits for the requests in flight (web.inflight); the server counted this one from its
+        # headers (connections.CountedRequest), and it stays in flight until this handler has answered.
         self._in_flight = application.settings["in_flight"]
-        self._in_flight.started()
+        self._in_flight.started(request.connection)
 
     def set_default_headers(self):
         self.clear_header("Server")  # Go's service names no server
@@ -38,9 +38,10 @@ class BaseHandler(RequestHandler):
         self._count_finished()
 
     def _count_finished(self):
-        # Both on_finish and on_connection_close may come for one request: count it once.
+        # Both on_finish and on_connection_close may come for one request: end it once, before the
+        # connection can carry the next one.
         if self._in_flight is not None:
-            self._in_flight.finished()
+            self._in_flight.finished(self.request.connection)
             self._in_flight = None
 
     def write_error(self, status_code, **kwargs):
