@@ -46,6 +46,7 @@ import tempfile
 
 import run_bench
 from run_bench import free_port, make_keys, pin, start, wait_for_port
+
 from token_exchange.store.sqlite import SQLiteKeyStore
 
 BENCH = pathlib.Path(__file__).resolve().parent
