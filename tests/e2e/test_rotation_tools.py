@@ -77,7 +77,7 @@ def test_rotation_runbook_with_the_built_tools(tools, zipapp_services, tmp_path,
     assert out.endswith("Signing kid: new-key\nPublished kids: new-key, old-key\n")
     service = restart(zipapp_services, service, path, db_path)
     new_token = autojoin_token(service, api_key)
-    assert token_header(new_token) == {"alg": "ES256", "kid": "new-key", "typ": "JWT"}
+    assert token_header(new_token) == {"alg": "ES256", "kid": "new-key"}
     assert verify_token(service.base_url, old_token, "autojoin", now=old_issued)["org"] == "example-org"
     assert verify_token(service.base_url, new_token, "autojoin")["org"] == "example-org"
 

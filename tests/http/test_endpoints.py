@@ -108,6 +108,46 @@ def test_request_fields_beyond_api_key_are_ignored(service, integration_key):
     assert verify_token(service.base_url, response.json()["token"], "integration")["tier"] == 0
 
 
+# The body read as Go's decoder reads it (web/body.py; tests/unit/test_body.py has every rule).
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        b'{"API_KEY": "%s"}',
+        b'{"Api_Key": "%s"}',
+        b'{"api_\xe2\x84\xaaey": "%s"}',  # a Kelvin sign for the k
+        b'{"api_key": "wrong", "API_KEY": "%s"}',
+        b'{"api_key": "%s"} garbage',
+        b'{"api_key": "%s"}{"api_key": "wrong"}',
+        b'{"api_key": "%s"}}',
+        b'{"x": "\xff\xfe", "api_key": "%s"}\n\xff',
+    ],
+    ids=repr,
+)
+def test_bodies_go_reads_as_the_key_get_a_token(service, integration_key, autojoin_key, template):
+    for endpoint, key in (("integration", integration_key().api_key), ("autojoin", autojoin_key().api_key)):
+        response = request(service.base_url, "POST", f"/v0/token/{endpoint}", template % key.encode())
+        assert response.status == 200, (endpoint, response.body)
+        verify_token(service.base_url, response.json()["token"], endpoint)
+
+
+@pytest.mark.parametrize(
+    "template, status",
+    [
+        (b'{"api_key": "%s", "API_KEY": "wrong"}', 401),  # the last matching field wins
+        (b'{"api_key": "%s\xff"}', 401),  # invalid UTF-8 reads as U+FFFD, which no key holds
+        (b'{"api_key": "%s", "Api_Key": 5}', 400),
+        (b'{"api_key": "%s", "API_KEY": null}', 400),
+    ],
+    ids=repr,
+)
+def test_bodies_go_reads_otherwise_are_refused(service, integration_key, template, status):
+    body = template % integration_key().api_key.encode()
+    response = request(service.base_url, "POST", "/v0/token/integration", body)
+    assert_error(response, status, "Invalid API key\n" if status == 401 else "Invalid request body\n")
+
+
 def test_sha256_hash_written_by_the_go_tool_is_accepted(service, integration_key):
     key = integration_key(hash_scheme="sha256")
     assert exchange(service.base_url, "integration", key.api_key).status == 200
@@ -140,10 +180,23 @@ def test_jwks_serves_only_the_public_key(start_service, alg):
     assert fetch_jwks(service.base_url).get_key(service.signing_key.kid) is not None
 
 
-def test_health_says_ok(service):
-    response = request(service.base_url, "GET", "/health")
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_health_says_ok_to_any_method(service, method):
+    # As the Go service's /health, which its mux registers for every method.
+    response = request(service.base_url, method, "/health", "{}" if method in ("POST", "PUT", "PATCH") else None)
     assert response.status == 200
     assert response.body == b"ok"
+    assert response.headers["Content-Type"] == TEXT_PLAIN
+    assert "X-Content-Type-Options" not in response.headers and "Etag" not in response.headers
+
+
+def test_jwks_has_an_etag_a_cache_revalidates_with(service):
+    first = request(service.base_url, "GET", "/.well-known/jwks.json")
+    assert "X-Content-Type-Options" not in first.headers
+    etag = first.headers["Etag"]
+    again = request(service.base_url, "GET", "/.well-known/jwks.json", None, {"If-None-Match": etag})
+    assert again.status == 304
+    assert again.body == b""
 
 
 @pytest.mark.parametrize("path", ["/health", "/.well-known/jwks.json"])
@@ -172,7 +225,8 @@ def test_head_is_allowed_where_get_is(service, path):
         b'{"api_key": null}',
         b'{"api_key": ["k"]}',
         b'{"api_key": {"k": 1}}',
-        b'{"api_key": "k"} trailing',
+        b'{"api_key": "k"',
+        b"trailing",
         b'{"api_key": NaN}',
         b"\xff\xfe{}",
         b"[" * 50000,
@@ -268,8 +322,7 @@ def test_namespaces_are_honoured(start_service, integration_key, autojoin_key):
         ("DELETE", "/v0/token/autojoin", "POST"),
         ("POST", "/.well-known/jwks.json", "GET, HEAD"),
         ("PATCH", "/.well-known/jwks.json", "GET, HEAD"),
-        ("POST", "/health", "GET, HEAD"),
-        ("BREW", "/health", "GET, HEAD"),
+        ("BREW", "/health", "GET, HEAD, POST, DELETE, PATCH, PUT, OPTIONS"),
     ],
 )
 def test_wrong_method_is_405_with_allow(service, method, path, allow):
@@ -277,7 +330,7 @@ def test_wrong_method_is_405_with_allow(service, method, path, allow):
     assert response.status == 405
     assert response.headers["Allow"] == allow
     if method != "HEAD":
-        assert response.body == b"Method not allowed\n"
+        assert response.body == b"Method Not Allowed\n"  # Go's mux says it so
 
 
 @pytest.mark.parametrize("path", ["/", "/v0/token", "/v0/token/integration/", "/v0/token/other", "/healthz"])

@@ -37,7 +37,7 @@ class TokenIssuer:
     def __init__(self, signing_key, clock=time.time, signer=None):
         self.signing_key = signing_key
         self._clock = clock
-        header = {"alg": signing_key.alg, "kid": signing_key.kid, "typ": "JWT"}
+        header = {"alg": signing_key.alg, "kid": signing_key.kid}  # as the Go service writes it: no typ
         self._signer = signer or CompactSigner(signing_key, header)
 
     def integration_token(self, identity: IntegrationIdentity) -> str:

@@ -59,7 +59,7 @@ ANSWERS = {
     SigningFailed: Answer(
         500, "Failed to generate token\n", logging.ERROR, "signing failed for {path}", traceback=True
     ),
-    MethodNotAllowed: Answer(405, "Method not allowed\n"),
+    MethodNotAllowed: Answer(405, "Method Not Allowed\n"),  # Go's mux says it so
 }
 
 # Errors Tornado answers itself (an unknown path, a malformed request), and anything unexpected.

@@ -22,9 +22,12 @@ class BaseHandler(RequestHandler):
         self._in_flight.started(request.connection)
 
     def set_default_headers(self):
-        self.clear_header("Server")  # Go's service names no server
+        # As Go's service: no Server header; X-Content-Type-Options only on errors (write_error).
+        self.clear_header("Server")
         self.set_header("Content-Type", errors.TEXT_PLAIN)
-        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def compute_etag(self):
+        return None  # no ETag, as Go's service sends none (the JWKS handler makes its own)
 
     def prepare(self):
         if self.request.method not in self.ALLOWED_METHODS:
