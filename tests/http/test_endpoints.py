@@ -16,6 +16,11 @@ TEXT_PLAIN = "text/plain; charset=utf-8"
 
 
 ENDPOINTS = ("integration", "autojoin")
+GO_JWK_MEMBERS = {
+    "RS256": ["use", "kty", "kid", "alg", "n", "e"],
+    "ES256": ["use", "kty", "kid", "crv", "alg", "x", "y"],
+    "EdDSA": ["use", "kty", "kid", "crv", "alg", "x"],
+}
 
 
 def assert_error(response, status, body):
@@ -174,6 +179,9 @@ def test_jwks_serves_only_the_public_key(start_service, alg):
     assert len(keys) == 1
     assert keys[0]["kid"] == service.signing_key.kid
     assert keys[0]["alg"] == alg
+    # Members in the order the Go service writes them (go-jose), read off its JWKS for each key type.
+    assert list(keys[0]) == GO_JWK_MEMBERS[alg]
+    assert response.body.endswith(b"}]}\n")
     assert not set(PRIVATE_PARAMS) & set(keys[0])
     private_values = {str(v) for k, v in service.signing_key.jwk.export(as_dict=True).items() if k in PRIVATE_PARAMS}
     assert private_values and not any(value in response.text for value in private_values)

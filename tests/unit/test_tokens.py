@@ -1,5 +1,6 @@
 """Tokens signed by TokenIssuer (CompactSigner), verified with jwcrypto as consumers do."""
 
+import base64
 import json
 import uuid
 
@@ -90,7 +91,7 @@ def test_every_token_gets_its_own_jti(private_keys):
 
 
 @pytest.mark.parametrize("text", ["acme", 'a "quoted" \\ name', "é 名前 \u2028 \U0001f600", "tab\tnew\nline\x00\x7f"])
-def test_payload_is_compact_json_in_claim_order(text, private_keys):
+def test_payload_is_compact_json_with_sorted_members(text, private_keys):
     signing_key = signing_key_for("EdDSA", private_keys)
     issuer = TokenIssuer(signing_key, clock=lambda: NOW + 0.5)
     for token, audience, lifetime, own in (
@@ -114,8 +115,25 @@ def test_payload_is_compact_json_in_claim_order(text, private_keys):
             "jti": claims["jti"],
             **own,
         }
-        assert list(claims.items()) == list(expected.items())
-        assert payload == json.dumps(expected, separators=(",", ":")).encode()
+        assert claims == expected
+        assert list(claims) == sorted(expected)  # as Go marshals a map (exact bytes: the test below)
+
+
+def test_payload_and_header_are_the_bytes_the_go_service_writes(private_keys):
+    # Read off the Go service's token for an organisation of this name: HTML-safe escapes, U+2028
+    # escaped, \b and \f as \u00XX, other non-ASCII text raw.
+    signing_key = signing_key_for("RS256", private_keys)
+    org = 'a<b>&c\u00e9\u2028"\\\x08\x0c/x'
+    token = TokenIssuer(signing_key, clock=lambda: NOW).autojoin_token(org)
+    payload = jws_payload(token)
+    jti = json.loads(payload)["jti"]
+    assert payload == (
+        b'{"aud":"autojoin","exp":%d,"iat":%d,"iss":"token-exchange","jti":"%s","nbf":%d,'
+        b'"org":"a\\u003cb\\u003e\\u0026c\xc3\xa9\\u2028\\"\\\\\\u0008\\u000c/x"}'
+        % (NOW + 3600, NOW, jti.encode(), NOW)
+    )
+    header = token.split(".")[0]
+    assert base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)) == b'{"alg":"RS256","kid":"kid-RS256"}'
 
 
 def jws_payload(token):

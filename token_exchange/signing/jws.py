@@ -10,12 +10,13 @@ against the JWKS), and jwcrypto stays in charge of loading keys.
 
 import binascii
 import functools
-import json
 from typing import Callable
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from token_exchange.signing.gojson import go_object
 
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
     "256": hashes.SHA256,
@@ -40,7 +41,7 @@ class CompactSigner:
 
     def __init__(self, signing_key, header):
         """header: the protected header (a dict), encoded once here."""
-        self._signing_input_prefix = b64url(json.dumps(header, separators=(",", ":")).encode()) + b"."
+        self._signing_input_prefix = b64url(go_object(header).encode()) + b"."
         self._sign_bytes = _signature_function(signing_key.alg, signing_key.jwk.get_op_key("sign"))
 
     def sign(self, payload):

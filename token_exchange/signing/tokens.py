@@ -2,14 +2,14 @@
 
 Claims follow the Go service: iss "token-exchange", a one-string aud,
 iat = nbf = now, exp = now + lifetime (integer seconds), a random UUID jti,
-then the audience's own claims.
+and the audience's own claims, written as Go writes them (gojson).
 """
 
-import json
 import time
 import uuid
 from dataclasses import dataclass
 
+from token_exchange.signing.gojson import go_object
 from token_exchange.signing.jws import CompactSigner
 from token_exchange.verification.verifier import IntegrationIdentity
 
@@ -61,6 +61,6 @@ class TokenIssuer:
             **own_claims,
         }
         try:
-            return self._signer.sign(json.dumps(claims, separators=(",", ":")).encode())
+            return self._signer.sign(go_object(claims).encode())
         except Exception as e:
             raise SigningFailed(f"cannot sign with key {self.signing_key.kid!r}") from e

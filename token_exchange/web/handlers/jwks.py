@@ -5,10 +5,21 @@ import json
 
 from token_exchange.web.handlers.base import BaseHandler
 
+# The order in which the Go service (go-jose) writes a JWK's members.
+GO_JWK_ORDER = ("use", "kty", "kid", "crv", "alg", "k", "x", "y", "n", "e")
+
 
 def jwks_body(public_jwks):
-    """The response body, computed once: public JWKs only, never private parameters."""
-    return (json.dumps({"keys": list(public_jwks)}, separators=(",", ":")) + "\n").encode()
+    """The response body, computed once: public JWKs only, never private parameters; each key's members
+    in the Go service's order, as its json.Encoder writes them (compact, one newline)."""
+    keys = [
+        {
+            **{name: jwk[name] for name in GO_JWK_ORDER if name in jwk},
+            **{n: v for n, v in jwk.items() if n not in GO_JWK_ORDER},
+        }
+        for jwk in public_jwks
+    ]
+    return (json.dumps({"keys": keys}, separators=(",", ":")) + "\n").encode()
 
 
 class JWKSHandler(BaseHandler):
