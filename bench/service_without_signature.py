@@ -13,9 +13,9 @@ import sys
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from token_exchange.cli import service as server
-from token_exchange.signing import jws as jwssigner  # noqa: E402
+from token_exchange.signing import jws
 
-_real_signature_function = jwssigner._signature_function
+_real_signature_function = jws._signature_function
 
 
 def _zero_signature_function(alg, key):
@@ -25,7 +25,7 @@ def _zero_signature_function(alg, key):
 
 
 # Read when the service builds its signer, after this module has run.
-jwssigner._signature_function = _zero_signature_function
+jws._signature_function = _zero_signature_function
 
 if __name__ == "__main__":
     server.main(sys.argv[1:])
