@@ -103,3 +103,12 @@ class FakeClock:
 
     def __call__(self):
         return self.now
+
+
+def plain_id(value):
+    """A parametrized test's id in printable ASCII without backslashes (a backslash written as "~").
+
+    pytest run twice in one process (as mutmut does, docs/mutation-testing.md) no longer finds ids holding
+    escapes such as \\xff, so the tests whose values hold them name their cases with this.
+    """
+    return ascii(value).replace("\\", "~")

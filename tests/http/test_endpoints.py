@@ -6,7 +6,7 @@ import pytest
 
 from tests.consumer import fetch_jwks, token_header, verify_token
 from tests.httpclient import exchange, request
-from tests.support import ALGS, MALFORMED
+from tests.support import ALGS, MALFORMED, plain_id
 from tests.support import key as well_formed_key
 from token_exchange.signing.keyfile import PRIVATE_PARAMS
 from token_exchange.signing.tokens import TokenIssuer
@@ -128,7 +128,7 @@ def test_request_fields_beyond_api_key_are_ignored(service, integration_key):
         b'{"api_key": "%s"}}',
         b'{"x": "\xff\xfe", "api_key": "%s"}\n\xff',
     ],
-    ids=repr,
+    ids=plain_id,
 )
 def test_bodies_go_reads_as_the_key_get_a_token(service, integration_key, autojoin_key, template):
     for endpoint, key in (("integration", integration_key().api_key), ("autojoin", autojoin_key().api_key)):
@@ -145,7 +145,7 @@ def test_bodies_go_reads_as_the_key_get_a_token(service, integration_key, autojo
         (b'{"api_key": "%s", "Api_Key": 5}', 400),
         (b'{"api_key": "%s", "API_KEY": null}', 400),
     ],
-    ids=repr,
+    ids=plain_id,
 )
 def test_bodies_go_reads_otherwise_are_refused(service, integration_key, template, status):
     body = template % integration_key().api_key.encode()
@@ -239,7 +239,7 @@ def test_head_is_allowed_where_get_is(service, path):
         b"\xff\xfe{}",
         b"[" * 50000,
     ],
-    ids=repr,
+    ids=plain_id,
 )
 def test_invalid_request_body_is_400(service, endpoint, body):
     response = request(service.base_url, "POST", f"/v0/token/{endpoint}", body)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from tests.consumer import verify_token
 from tests.httpclient import Response, exchange, request
+from tests.support import plain_id
 from token_exchange.web.body import MAX_BODY_BYTES
 
 ENDPOINTS = ("integration", "autojoin")
@@ -466,7 +467,7 @@ def test_body_of_exactly_the_limit_is_served(fuzzed, keys, endpoint, chunk_size)
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-@pytest.mark.parametrize("length", ["\u00b2", "\u0663", "\uff15", "+2", "-2", "0x2", "2.0", "2 2", ""], ids=ascii)
+@pytest.mark.parametrize("length", ["\u00b2", "\u0663", "\uff15", "+2", "-2", "0x2", "2.0", "2 2", ""], ids=plain_id)
 def test_a_malformed_content_length_is_400_never_an_error(fuzzed, endpoint, length):
     # "²" and other Unicode digits pass str.isdigit(); int() refuses "²". Tornado answers 400 itself.
     head = (

@@ -7,13 +7,16 @@ function; checks are held in flight with an event, never with timing.
 import concurrent.futures
 import hashlib
 import sqlite3
+import threading
 import time
+
+import pytest
 
 from tests.consumer import verify_token
 from tests.httpclient import exchange, request
 from tests.support import CountingVerify, FakeClock
 from token_exchange.verification.admission import MAX_CONCURRENT_PER_KEY, MAX_FAILURES_PER_KEY
-from token_exchange.verification.secrethash import SHA256, hash_secret
+from token_exchange.verification.secrethash import SHA256, hash_secret, verify_secret
 from token_exchange.verification.verifier import VerifierEvents
 from token_exchange.verification.verifycache import VerificationCache
 
@@ -231,3 +234,105 @@ def test_concurrent_requests_with_one_secret_share_one_check(start_service, inte
         verify.release.set()
         assert [f.result(30).status for f in first + more] == [200] * 5
     assert verify.calls == 1
+
+
+@pytest.mark.parametrize("status", ["revoked", "disabled", "Active", "ACTIVE", "", "active ", " active", "active\n"])
+def test_every_status_but_exactly_active_is_refused(start_service, integration_key, db_path, status):
+    verify = CountingVerify()
+    service = start_service(verifier_options=dict(verify=verify))
+    key = integration_key()
+    set_key(db_path, key.key_id, status=status)
+    response = exchange(service.base_url, "integration", key.api_key)
+    assert (response.status, response.body) == (401, b"Invalid API key\n")
+    assert verify.calls == 0  # refused before any bcrypt check
+    set_key(db_path, key.key_id, status="active")
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+
+
+def test_a_store_slower_than_the_timeout_is_503_for_both_exchanges(start_service, integration_key, autojoin_key):
+    service = start_service(store_timeout=0.2)
+    integration, autojoin = integration_key(), autojoin_key()
+    answer = threading.Event()  # the store answers only once the test is over, long past the store timeout
+    slow_store = {
+        "get_integration_key": lambda *args: answer.wait(30),
+        "find_autojoin_org": lambda *args: answer.wait(30),
+    }
+    try:
+        for endpoint, api_key, method in (
+            ("integration", integration.api_key, "get_integration_key"),
+            ("autojoin", autojoin.api_key, "find_autojoin_org"),
+        ):
+            original = getattr(service.key_store, method)
+            setattr(service.key_store, method, slow_store[method])
+            try:
+                started = time.monotonic()
+                response = exchange(service.base_url, endpoint, api_key)
+                assert time.monotonic() - started < 10
+            finally:
+                setattr(service.key_store, method, original)
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert response.body == b"Key store unavailable, retry later\n"
+    finally:
+        answer.set()
+
+
+def test_an_unknown_key_is_looked_up_again_at_once(start_service, integration_key, db_path):
+    # Only found records are cached: a key created a moment after a refusal works at once, whatever the ttl.
+    service = start_service(key_cache_ttl=60)
+    key = integration_key()
+    created_later = key.api_key.replace(key.key_id, "ki_00000000000000ff")
+    assert exchange(service.base_url, "integration", created_later).status == 401
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE integration_keys SET key_id = ? WHERE key_id = ?", ("ki_00000000000000ff", key.key_id))
+    assert exchange(service.base_url, "integration", created_later).status == 200
+
+
+def test_a_found_record_is_reused_within_the_ttl(start_service, integration_key, db_path):
+    clock = FakeClock()
+    service = start_service(key_cache_ttl=5, verifier_options=dict(clock=clock))
+    key = integration_key()
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("DELETE FROM integration_keys")
+    clock.now += 4.9
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+    clock.now += 0.1
+    assert exchange(service.base_url, "integration", key.api_key).status == 401
+
+
+def test_a_throttled_key_gets_the_seconds_left_as_retry_after(start_service, integration_key):
+    clock = FakeClock()
+    service = start_service(verifier_options=dict(clock=clock))
+    key = integration_key()
+    for _ in range(MAX_FAILURES_PER_KEY):
+        assert exchange(service.base_url, "integration", wrong_secret(key.api_key)).status == 401
+        clock.now += 1
+    response = exchange(service.base_url, "integration", wrong_secret(key.api_key))
+    assert response.status == 429
+    assert response.headers["Retry-After"] == "55"  # 60 s after the first failure, 5 s ago
+    clock.now += 54.5
+    assert exchange(service.base_url, "integration", key.api_key).headers["Retry-After"] == "1"
+    clock.now += 0.5
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+
+
+def test_a_check_that_fails_to_run_counts_as_no_failure_and_frees_its_place(start_service, integration_key):
+    class BrokenThenWorking:
+        def __init__(self, broken_calls):
+            self.broken_calls = broken_calls
+
+        def __call__(self, secret, stored_hash):
+            if self.broken_calls:
+                self.broken_calls -= 1
+                raise RuntimeError("the hashing pool broke")
+            return verify_secret(secret, stored_hash)
+
+    service = start_service(
+        verifier_options=dict(verify=BrokenThenWorking(MAX_FAILURES_PER_KEY + 1), max_pending_verifications=1)
+    )
+    key = integration_key()
+    for _ in range(MAX_FAILURES_PER_KEY + 1):
+        assert exchange(service.base_url, "integration", key.api_key).status == 500
+    # Neither throttled (429) nor refused for a pending bound still held by the broken checks (503).
+    assert exchange(service.base_url, "integration", key.api_key).status == 200

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from jwcrypto import jwk, jws, jwt
 
+from tests.support import plain_id
 from token_exchange.signing.keyfile import SUPPORTED_ALGS, parse_key_set
 from token_exchange.signing.tokens import TokenIssuer
 from token_exchange.verification.verifier import IntegrationIdentity
@@ -90,7 +91,9 @@ def test_every_token_gets_its_own_jti(private_keys):
     assert len(jtis) == 20
 
 
-@pytest.mark.parametrize("text", ["acme", 'a "quoted" \\ name', "é 名前 \u2028 \U0001f600", "tab\tnew\nline\x00\x7f"])
+@pytest.mark.parametrize(
+    "text", ["acme", 'a "quoted" \\ name', "é 名前 \u2028 \U0001f600", "tab\tnew\nline\x00\x7f"], ids=plain_id
+)
 def test_payload_is_compact_json_with_sorted_members(text, private_keys):
     signing_key = signing_key_for("EdDSA", private_keys)
     issuer = TokenIssuer(signing_key, clock=lambda: NOW + 0.5)

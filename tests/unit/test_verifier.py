@@ -1,0 +1,211 @@
+"""The KeyVerifier (verification/verifier.py) in process, on its own event loop, without sockets: the reasons it
+gives, which pool runs what, and what it reports. tests/http/test_verifier.py checks it through requests."""
+
+import asyncio
+import concurrent.futures
+import threading
+
+import pytest
+
+from tests.support import FakeClock
+from token_exchange.store import IntegrationKeyRecord, StoreUnavailable
+from token_exchange.verification.admission import MAX_CONCURRENT_PER_KEY
+from token_exchange.verification.secrethash import hash_secret, verify_secret
+from token_exchange.verification.verifier import (
+    InvalidKey,
+    KeyVerifier,
+    Overloaded,
+    Throttled,
+    VerifierEvents,
+    parse_presented_integration_key,
+)
+
+SECRET = b"s" * 43
+API_KEY = "mlabk.cii_acme.ki_0123456789abcdef." + SECRET.decode()
+
+
+class Store:
+    """A KeyReader holding one integration key and one autojoin key; it names the threads each call ran on."""
+
+    def __init__(self, key_hash, status="active"):
+        self.record = IntegrationKeyRecord("acme", "ki_0123456789abcdef", key_hash, status, 2)
+        self.threads = []
+
+    def get_integration_key(self, integration_id, key_id):
+        self.threads.append(threading.current_thread().name)
+        return self.record if (integration_id, key_id) == ("acme", self.record.key_id) else None
+
+    def find_autojoin_org(self, api_key):
+        self.threads.append(threading.current_thread().name)
+        return "example-org" if api_key == "autojoin-key" else None
+
+    def check(self):
+        self.threads.append(threading.current_thread().name)
+
+
+class Events(VerifierEvents):
+    def __init__(self):
+        self.seen = []
+
+    def cache_hit(self):
+        self.seen.append("hit")
+
+    def cache_miss(self):
+        self.seen.append("miss")
+
+    def verification_queued(self, depth):
+        self.seen.append(("queued", depth))
+
+    def verification_done(self, depth):
+        self.seen.append(("done", depth))
+
+    def verification_refused(self, reason):
+        self.seen.append(("refused", reason))
+
+
+@pytest.fixture
+def pools():
+    store_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="store-pool")
+    hash_pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="hash-pool")
+    yield store_pool, hash_pool
+    store_pool.shutdown()
+    hash_pool.shutdown()
+
+
+def make_verifier(pools, key_hash, status="active", **options):
+    store_pool, hash_pool = pools
+    return KeyVerifier(Store(key_hash, status), store_pool, hash_pool, 3.0, **options)
+
+
+def test_a_malformed_key_is_refused_with_the_parser_reason():
+    with pytest.raises(InvalidKey, match=r"^malformed key: secret must be 1\.\.128 bytes$"):
+        parse_presented_integration_key("mlabk.cii_acme.ki_1.")
+
+
+def test_a_malformed_autojoin_key_is_refused_with_its_reason(pools):
+    verifier = make_verifier(pools, "unused")
+    with pytest.raises(InvalidKey, match=r"^malformed key: autojoin key must be 1\.\.1500 bytes$"):
+        asyncio.run(verifier.verify_autojoin_key(""))
+    with pytest.raises(InvalidKey, match="^unknown autojoin key$"):
+        asyncio.run(verifier.verify_autojoin_key("other-key"))
+    assert asyncio.run(verifier.verify_autojoin_key("autojoin-key")) == "example-org"
+
+
+def test_bcrypt_checks_run_on_the_hashing_pool(pools):
+    threads = []
+
+    def verify(secret, stored_hash):
+        threads.append(threading.current_thread().name)
+        return verify_secret(secret, stored_hash)
+
+    verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4), verify=verify)
+    identity = asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY)))
+    assert (identity.integration_id, identity.key_id, identity.tier) == ("acme", "ki_0123456789abcdef", 2)
+    assert len(threads) == 1 and threads[0].startswith("hash-pool")
+
+
+def test_refused_checks_are_reported_with_their_reason(pools):
+    release, started = threading.Event(), threading.Semaphore(0)
+
+    def held_verify(secret, stored_hash):
+        started.release()
+        assert release.wait(30)
+        return verify_secret(secret, stored_hash)
+
+    async def until_started(count):
+        for _ in range(count):
+            while not started.acquire(blocking=False):
+                await asyncio.sleep(0.001)
+
+    events = Events()
+    verifier = make_verifier(
+        pools, hash_secret(SECRET, bcrypt_cost=4), verify=held_verify, events=events, max_pending_verifications=1
+    )
+    wrong = [API_KEY[:-1] + c for c in "xyz"]
+
+    async def scenario():
+        held = asyncio.ensure_future(verifier.verify_integration_key(parse_presented_integration_key(wrong[0])))
+        await until_started(1)
+        with pytest.raises(Overloaded) as overloaded:
+            await verifier.verify_integration_key(parse_presented_integration_key(wrong[1]))
+        release.set()
+        with pytest.raises(InvalidKey, match="secret does not match"):
+            await held
+        return overloaded.value
+
+    overloaded = asyncio.run(scenario())
+    assert overloaded.retry_after_seconds == 1
+    assert str(overloaded) == "1 checks already pending (integration=acme key_id=ki_0123456789abcdef)"
+    assert ("refused", "overloaded") in events.seen
+
+    events.seen.clear()
+    release.clear()
+    verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4), verify=held_verify, events=events)
+
+    async def throttled_scenario():
+        held = [
+            asyncio.ensure_future(verifier.verify_integration_key(parse_presented_integration_key(secret)))
+            for secret in wrong[:MAX_CONCURRENT_PER_KEY]
+        ]
+        await until_started(MAX_CONCURRENT_PER_KEY)
+        with pytest.raises(Throttled) as throttled:
+            await verifier.verify_integration_key(parse_presented_integration_key(wrong[2]))
+        release.set()
+        for future in held:
+            with pytest.raises(InvalidKey):
+                await future
+        return throttled.value
+
+    throttled = asyncio.run(throttled_scenario())
+    assert throttled.retry_after_seconds == 1
+    assert events.seen.count(("refused", "throttled")) == 1
+
+
+def test_a_throttled_key_names_itself_and_the_seconds_left(pools):
+    clock = FakeClock()
+    verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4), clock=clock, max_failures_per_key=1)
+    wrong = parse_presented_integration_key(API_KEY[:-1] + "x")
+    with pytest.raises(InvalidKey, match=r"^secret does not match \(integration=acme key_id=ki_0123456789abcdef\)$"):
+        asyncio.run(verifier.verify_integration_key(wrong))
+    clock.now += 20.5
+    with pytest.raises(Throttled) as throttled:
+        asyncio.run(verifier.verify_integration_key(wrong))
+    assert throttled.value.retry_after_seconds == 40
+    assert str(throttled.value) == "1 failed checks within 60 s (integration=acme key_id=ki_0123456789abcdef)"
+
+
+@pytest.mark.parametrize("status", ["revoked", "Active", ""])
+def test_an_inactive_or_unknown_key_is_refused_with_its_reason(pools, status):
+    verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4), status)
+    with pytest.raises(InvalidKey, match=r"^key is not active \(integration=acme key_id=ki_0123456789abcdef\)$"):
+        asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY)))
+    unknown = parse_presented_integration_key(API_KEY.replace("ki_0123456789abcdef", "ki_1"))
+    with pytest.raises(InvalidKey, match=r"^unknown key \(integration=acme key_id=ki_1\)$"):
+        asyncio.run(verifier.verify_integration_key(unknown))
+
+
+def test_store_calls_run_on_the_store_pool(pools):
+    store_pool, hash_pool = pools
+    store = Store(hash_secret(SECRET, bcrypt_cost=4))
+    verifier = KeyVerifier(store, store_pool, hash_pool, 3.0)
+    asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY)))
+    assert asyncio.run(verifier.verify_autojoin_key("autojoin-key")) == "example-org"
+    asyncio.run(verifier.check_store())
+    assert len(store.threads) == 3
+    assert all(name.startswith("store-pool") for name in store.threads), store.threads
+
+
+def test_a_store_slower_than_the_timeout_is_unavailable_with_the_bound_in_the_reason(pools):
+    store_pool, hash_pool = pools
+    answer = threading.Event()
+
+    class SlowStore(Store):
+        def get_integration_key(self, integration_id, key_id):
+            answer.wait(30)
+
+    verifier = KeyVerifier(SlowStore("unused"), store_pool, hash_pool, 0.25)
+    try:
+        with pytest.raises(StoreUnavailable, match=r"^no answer within 0\.25 s$"):
+            asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY)))
+    finally:
+        answer.set()
