@@ -9,6 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from token_exchange.verification.secrethash import verify_secret
+from token_exchange.verification.verifier import VerifierEvents
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DIST = ROOT / "dist"
@@ -74,6 +75,28 @@ def value(all_samples, name, **labels):
 
 
 # bcrypt checks, counted and held.
+
+
+class RecordingEvents(VerifierEvents):
+    """The verifier's events (its events= argument), in the order they came."""
+
+    def __init__(self):
+        self.seen = []
+
+    def cache_hit(self):
+        self.seen.append("hit")
+
+    def cache_miss(self):
+        self.seen.append("miss")
+
+    def verification_queued(self, depth):
+        self.seen.append(("queued", depth))
+
+    def verification_done(self, depth):
+        self.seen.append(("done", depth))
+
+    def verification_refused(self, reason):
+        self.seen.append(("refused", reason))
 
 
 class CountingVerify:

@@ -14,31 +14,10 @@ import pytest
 
 from tests.consumer import verify_token
 from tests.httpclient import exchange, request
-from tests.support import CountingVerify, FakeClock
+from tests.support import CountingVerify, FakeClock, RecordingEvents
 from token_exchange.verification.admission import MAX_CONCURRENT_PER_KEY, MAX_FAILURES_PER_KEY
 from token_exchange.verification.secrethash import SHA256, hash_secret, verify_secret
-from token_exchange.verification.verifier import VerifierEvents
 from token_exchange.verification.verifycache import VerificationCache
-
-
-class RecordingEvents(VerifierEvents):
-    def __init__(self):
-        self.seen = []
-
-    def cache_hit(self):
-        self.seen.append("hit")
-
-    def cache_miss(self):
-        self.seen.append("miss")
-
-    def verification_queued(self, depth):
-        self.seen.append(("queued", depth))
-
-    def verification_done(self, depth):
-        self.seen.append(("done", depth))
-
-    def verification_refused(self, reason):
-        self.seen.append(("refused", reason))
 
 
 def wrong_secret(api_key):

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.support import FakeClock
+from tests.support import FakeClock, RecordingEvents
 from token_exchange.store import IntegrationKeyRecord, StoreUnavailable
 from token_exchange.verification.admission import MAX_CONCURRENT_PER_KEY
 from token_exchange.verification.secrethash import hash_secret, verify_secret
@@ -16,7 +16,6 @@ from token_exchange.verification.verifier import (
     KeyVerifier,
     Overloaded,
     Throttled,
-    VerifierEvents,
     parse_presented_integration_key,
 )
 
@@ -41,26 +40,6 @@ class Store:
 
     def check(self):
         self.threads.append(threading.current_thread().name)
-
-
-class Events(VerifierEvents):
-    def __init__(self):
-        self.seen = []
-
-    def cache_hit(self):
-        self.seen.append("hit")
-
-    def cache_miss(self):
-        self.seen.append("miss")
-
-    def verification_queued(self, depth):
-        self.seen.append(("queued", depth))
-
-    def verification_done(self, depth):
-        self.seen.append(("done", depth))
-
-    def verification_refused(self, reason):
-        self.seen.append(("refused", reason))
 
 
 @pytest.fixture
@@ -117,7 +96,7 @@ def test_refused_checks_are_reported_with_their_reason(pools):
             while not started.acquire(blocking=False):
                 await asyncio.sleep(0.001)
 
-    events = Events()
+    events = RecordingEvents()
     verifier = make_verifier(
         pools, hash_secret(SECRET, bcrypt_cost=4), verify=held_verify, events=events, max_pending_verifications=1
     )
