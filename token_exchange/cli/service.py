@@ -94,9 +94,6 @@ def log_start_up(config, keys):
         extra={"json_fields": {"configuration": settings}},
     )
     # The path is logged, never the key file's contents.
-    warning = consumer_warning(keys.signing_key.alg)
-    if warning:
-        log.warning("signing key kid=%s: %s", keys.signing_key.kid, warning)
     log.info(
         "signing with key kid=%s alg=%s from %s; JWKS publishes kids %s",
         keys.signing_key.kid,
@@ -104,6 +101,9 @@ def log_start_up(config, keys):
         config.private_key_path,
         ", ".join(keys.published_kids),
     )
+    warning = consumer_warning(keys.signing_key.alg)
+    if warning:
+        log.warning("signing key kid=%s: %s", keys.signing_key.kid, warning)
 
 
 def bind(port):
