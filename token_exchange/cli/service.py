@@ -40,6 +40,9 @@ REDACTED = "[redacted]"
 STORE_ENVIRONMENT = ("DATASTORE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")
 # Stop the service: forwarded by the supervisor to every worker.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# After the signal, idle kept-alive connections are closed once no request has come for this long: a
+# client busy with us sends its next request within it and gets its answer with "Connection: close".
+SHUTDOWN_LINGER_SECONDS = 1.0
 
 
 def fail(message):
@@ -191,9 +194,10 @@ async def serve(config, keys, store, metrics, sockets):
     log.info("shutting down: %d requests in flight, waiting up to %g s", in_flight.count, config.shutdown_grace)
     server.stop()  # no new connections
     # As Go's Shutdown: a request read from now on is answered with "Connection: close", so its client
-    # sends no more on that connection; connections left idle are closed once the requests are done.
+    # sends no more on that connection; connections left idle are closed once the requests are done
+    # and a linger has passed with no new one.
     server.stop_keep_alive()
-    if not await in_flight.wait_idle(config.shutdown_grace):
+    if not await in_flight.wait_quiet(SHUTDOWN_LINGER_SECONDS, config.shutdown_grace):
         log.warning("shutdown grace period over: dropping %d requests in flight", in_flight.count)
     await server.close_all_connections()
     for executor in (store_executor, hash_executor):

@@ -8,6 +8,7 @@ arriving when shutdown begins is waited for too.
 
 import tornado.httpserver
 from tornado.httputil import HTTPMessageDelegate
+from tornado.iostream import IOStream
 
 
 class ServiceHTTPServer(tornado.httpserver.HTTPServer):
@@ -18,6 +19,26 @@ class ServiceHTTPServer(tornado.httpserver.HTTPServer):
     def initialize(self, request_callback, *, in_flight, **kwargs):  # type: ignore[override]
         super().initialize(request_callback, **kwargs)
         self._in_flight = in_flight
+        self._listening = []
+
+    def add_sockets(self, sockets):
+        self._listening = list(sockets)
+        super().add_sockets(sockets)
+
+    def stop(self):
+        """Stop listening. Connections the kernel has already queued are taken in first: closing the
+        socket would reset them, and their clients may have sent a request already."""
+        for sock in self._listening:
+            while True:
+                try:
+                    connection, address = sock.accept()
+                except OSError:  # none left (EAGAIN), or no descriptor for one: nothing more to take
+                    break
+                stream = IOStream(
+                    connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
+                )
+                self.handle_stream(stream, address)
+        super().stop()
 
     def start_request(self, server_conn, request_conn):
         return CountedRequest(super().start_request(server_conn, request_conn), request_conn, self._in_flight)
@@ -39,6 +60,7 @@ class CountedRequest(HTTPMessageDelegate):
         self._delegate = delegate
         self._request_conn = request_conn
         self._in_flight = in_flight
+        self._listening = []
 
     def headers_received(self, start_line, headers):
         self._in_flight.started(self._request_conn)

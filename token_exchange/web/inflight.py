@@ -10,6 +10,7 @@ the server and the handler may both say it started, and it counts once.
 """
 
 import asyncio
+import time
 
 
 class RequestsInFlight:
@@ -17,6 +18,7 @@ class RequestsInFlight:
 
     def __init__(self):
         self._connections = set()
+        self._idle_since = float("-inf")  # when the last request in flight finished
         # Made only when shutdown waits.
         self._idle = None
 
@@ -31,8 +33,10 @@ class RequestsInFlight:
 
     def finished(self, connection):
         self._connections.discard(connection)
-        if not self._connections and self._idle is not None:
-            self._idle.set()
+        if not self._connections:
+            self._idle_since = time.monotonic()
+            if self._idle is not None:
+                self._idle.set()
 
     async def wait_idle(self, timeout):
         """True when every request finished within timeout seconds."""
@@ -45,3 +49,21 @@ class RequestsInFlight:
         except asyncio.TimeoutError:
             return False
         return True
+
+    async def wait_quiet(self, linger, timeout):
+        """Wait until no request has been in flight for linger seconds, within timeout seconds.
+
+        False when timeout seconds passed with requests still in flight. A kept-alive connection
+        whose client is about to send its next request is idle for a moment: closing it then loses
+        that request, so idle connections are closed only after a linger in which no request came.
+        """
+        called = time.monotonic()
+        deadline = called + timeout
+        while True:
+            if not await self.wait_idle(max(0.0, deadline - time.monotonic())):
+                return False
+            # The linger starts when asked, or when the last request since finished.
+            wait = min(max(called, self._idle_since) + linger, deadline) - time.monotonic()
+            if wait <= 0:
+                return True  # quiet for linger seconds, or out of time with nothing in flight
+            await asyncio.sleep(wait)
