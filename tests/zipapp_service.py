@@ -12,6 +12,7 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -101,10 +102,15 @@ def health(base_url, timeout=1):
     return response.body if response.status == 200 else None
 
 
+def limit_open_files(limit):
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+
 class ZipappService:
     """dist/token-exchange.pyz as a subprocess; its stdout and stderr go to one temporary file."""
 
-    def __init__(self, pyz, args, home, port, env=None):
+    def __init__(self, pyz, args, home, port, env=None, open_files=None):
+        """open_files: the limit on open files (soft and hard) the service starts with, or None."""
         self.port = port
         self.base_url = f"http://127.0.0.1:{port}"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (open while the service runs; stop() closes it)
@@ -114,6 +120,7 @@ class ZipappService:
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=None if open_files is None else lambda: limit_open_files(open_files),
         )
 
     def wait_healthy(self, timeout=START_TIMEOUT_SECONDS):
@@ -167,18 +174,18 @@ class ZipappServices:
         self._db_path = db_path
         self.started = []
 
-    def launch(self, args, port, env=None, metrics_host="127.0.0.1"):
+    def launch(self, args, port, env=None, metrics_host="127.0.0.1", open_files=None):
         """Start with exactly these arguments (plus a free metrics address on metrics_host); do not wait.
 
-        metrics_host: as the flag writes it, an IPv6 address in brackets."""
+        metrics_host: as the flag writes it, an IPv6 address in brackets; open_files: see ZipappService."""
         metrics_address = f"{metrics_host}:{free_port()}"
         metrics = ["-prometheusx.listen-address", metrics_address]
-        service = ZipappService(self.pyz, [*args, *metrics], self.home, port, env)
+        service = ZipappService(self.pyz, [*args, *metrics], self.home, port, env, open_files)
         service.metrics_url = f"http://{metrics_address}"
         self.started.append(service)
         return service
 
-    def start(self, *extra, key_path=None, store_path=None, metrics_host="127.0.0.1"):
+    def start(self, *extra, key_path=None, store_path=None, metrics_host="127.0.0.1", open_files=None):
         """Start on the SQLite file (default db_path) with the RS256 key_file; wait until healthy."""
         port = free_port()
         args = [
@@ -190,7 +197,7 @@ class ZipappServices:
             port,
             *extra,
         ]
-        return self.launch(args, port, metrics_host=metrics_host).wait_healthy()
+        return self.launch(args, port, metrics_host=metrics_host, open_files=open_files).wait_healthy()
 
     def stop_all(self):
         for service in self.started:

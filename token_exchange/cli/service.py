@@ -9,6 +9,7 @@ import concurrent.futures
 import logging
 import os
 import re
+import resource
 import signal
 import sys
 
@@ -21,6 +22,7 @@ from token_exchange.signing.tokens import TokenIssuer
 from token_exchange.store import StoreError, open_store
 from token_exchange.verification.hashpool import make_hash_executor
 from token_exchange.verification.verifier import KeyVerifier
+from token_exchange.web.accepting import open_file_limit
 from token_exchange.web.app import make_app
 from token_exchange.web.body import MAX_BODY_BYTES
 from token_exchange.web.connections import ServiceHTTPServer
@@ -75,6 +77,7 @@ def main(argv=None):
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     config = parse_config(argv)
     setup_logging(config.log_format or default_format())
+    raise_open_file_limit()
     try:
         keys = load_key_set(config.private_key_path)
     except KeyFileError as e:
@@ -86,6 +89,17 @@ def main(argv=None):
 
     log_start_up(config, keys)
     sys.exit(supervise(config, keys, sockets))
+
+
+def raise_open_file_limit():
+    """The soft limit on open files up to the hard limit, as Go's runtime does at start: every
+    connection holds a descriptor, and kept-alive ones stay open."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # an unlimited hard limit beyond what the kernel allows: the soft one stays
 
 
 def log_start_up(config, keys):
@@ -104,6 +118,7 @@ def log_start_up(config, keys):
         config.private_key_path,
         ", ".join(keys.published_kids),
     )
+    log.info("open-file limit %s: at most that many connections and files at once", open_file_limit())
     warning = consumer_warning(keys.signing_key.alg)
     if warning:
         log.warning("signing key kid=%s: %s", keys.signing_key.kid, warning)
@@ -181,7 +196,9 @@ async def serve(config, keys, store, metrics, sockets):
         metrics=metrics,
         access_log=config.access_log,
     )
-    server = ServiceHTTPServer(app, in_flight=in_flight, max_body_size=MAX_BODY_BYTES)
+    server = ServiceHTTPServer(
+        app, in_flight=in_flight, accept_events=metrics.accept_events, max_body_size=MAX_BODY_BYTES
+    )
     server.add_sockets(sockets)
     log.info("listening on port %d (metrics on %s)", config.port, config.prometheusx_listen_address)
 

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from token_exchange.cli.flags import split_listen_address
 from token_exchange.verification.verifier import VerifierEvents
+from token_exchange.web.accepting import AcceptEvents
 
 # The Go service's metrics: one counter and one histogram per token endpoint (named after its audience).
 ENDPOINT_METRICS = {
@@ -80,7 +81,19 @@ class ServiceMetrics:
         self.tokens_issued = Counter(
             "tokenexchange_tokens_issued", "Tokens signed and sent, by audience.", ["audience"], registry=reg
         )
+        self.accept_errors = Counter(
+            "tokenexchange_accept_errors",
+            "Connections that could not be accepted, by errno (EMFILE: the open-file limit).",
+            ["reason"],
+            registry=reg,
+        )
+        self.connections_shed = Counter(
+            "tokenexchange_connections_shed",
+            "Idle connections closed to make room when a connection could not be accepted.",
+            registry=reg,
+        )
         self.verifier_events = VerifierMetrics(self)
+        self.accept_events = AcceptMetrics(self)
         # labels() looks a child up under a lock; every request of a kind uses the children the first one
         # looked up. (path, status, method) -> (request counter, duration histogram, tokens issued or None)
         self._request_children = {}
@@ -129,6 +142,19 @@ class VerifierMetrics(VerifierEvents):
 
     def verification_refused(self, reason):
         self._metrics.verifications_refused.labels(result=reason).inc()
+
+
+class AcceptMetrics(AcceptEvents):
+    """Accepting's events (connections.ServiceHTTPServer's accept_events), counted in the metrics."""
+
+    def __init__(self, metrics):
+        self._metrics = metrics
+
+    def accept_failed(self, reason):
+        self._metrics.accept_errors.labels(reason=reason).inc()
+
+    def connections_shed(self, count):
+        self._metrics.connections_shed.inc(count)
 
 
 class TimedKeyStore:

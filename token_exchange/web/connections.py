@@ -1,46 +1,74 @@
 """The HTTP server: Tornado's, counting each request in flight from its headers on.
 
+It listens through accepting.Acceptor, which holds on when file descriptors
+run out, and keeps the open connections in the order of their last request,
+so that the ones idle longest can be closed to make room.
+
 Shutdown waits for the requests in flight (inflight.RequestsInFlight). A
 handler may be made only once a request's body has been read, so the
 server counts the request from its headers on: one whose body is still
 arriving when shutdown begins is waited for too.
 """
 
+import collections
+
 import tornado.httpserver
 from tornado.httputil import HTTPMessageDelegate
 from tornado.iostream import IOStream
 
+from token_exchange.web.accepting import Acceptor
+
+# Closed at most per failed accept when descriptors run out, as nginx closes reusable connections:
+# enough to let a burst of new connections in, few enough that busy clients keep theirs.
+SHED_PER_FAILED_ACCEPT = 32
+
 
 class ServiceHTTPServer(tornado.httpserver.HTTPServer):
-    """ServiceHTTPServer(app, in_flight=RequestsInFlight, other HTTPServer options)."""
+    """ServiceHTTPServer(app, in_flight=RequestsInFlight, accept_events=AcceptEvents or None, other HTTPServer
+    options)."""
 
-    # HTTPServer is configured through initialize() (tornado.util.Configurable): in_flight is ours, the rest
-    # Tornado's own options.
-    def initialize(self, request_callback, *, in_flight, **kwargs):  # type: ignore[override]
+    # HTTPServer is configured through initialize() (tornado.util.Configurable): in_flight and accept_events are
+    # ours, the rest Tornado's own options.
+    def initialize(self, request_callback, *, in_flight, accept_events=None, **kwargs):  # type: ignore[override]
         super().initialize(request_callback, **kwargs)
         self._in_flight = in_flight
-        self._listening = []
+        self._acceptor = Acceptor(self._accepted, self._close_idle_connections, accept_events)
+        # Each open connection's stream and the last request read on it (None before the first), the
+        # connection whose last request started longest ago first.
+        self._activity: collections.OrderedDict = collections.OrderedDict()
 
     def add_sockets(self, sockets):
-        self._listening = list(sockets)
-        super().add_sockets(sockets)
+        """Listen on the bound sockets (accepting.Acceptor, not Tornado's accept handler)."""
+        self._acceptor.listen(sockets)
 
     def stop(self):
-        """Stop listening. Connections the kernel has already queued are taken in first: closing the
-        socket would reset them, and their clients may have sent a request already."""
-        for sock in self._listening:
-            while True:
-                try:
-                    connection, address = sock.accept()
-                except OSError:  # none left (EAGAIN), or no descriptor for one: nothing more to take
-                    break
-                stream = IOStream(
-                    connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
-                )
-                self.handle_stream(stream, address)
-        super().stop()
+        """Stop listening; connections already queued are taken in and answered."""
+        self._acceptor.close()
+
+    def _accepted(self, connection, address):
+        stream = IOStream(connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size)
+        self._activity[stream] = None
+        self.handle_stream(stream, address)
+
+    def on_close(self, server_conn):
+        self._activity.pop(server_conn.stream, None)
+        super().on_close(server_conn)
+
+    def _close_idle_connections(self):
+        """Close the connections with no request in flight whose last request is oldest; how many."""
+        idle = []
+        for stream, request_conn in self._activity.items():
+            if len(idle) == SHED_PER_FAILED_ACCEPT:
+                break
+            if request_conn is None or request_conn not in self._in_flight:
+                idle.append(stream)
+        for stream in idle:
+            stream.close()  # its descriptor is free at once; the connection's own close follows
+        return len(idle)
 
     def start_request(self, server_conn, request_conn):
+        self._activity[server_conn.stream] = request_conn
+        self._activity.move_to_end(server_conn.stream)
         return CountedRequest(super().start_request(server_conn, request_conn), request_conn, self._in_flight)
 
     def stop_keep_alive(self):

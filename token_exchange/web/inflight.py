@@ -22,6 +22,9 @@ class RequestsInFlight:
         # Made only when shutdown waits.
         self._idle = None
 
+    def __contains__(self, connection):
+        return connection in self._connections
+
     @property
     def count(self):
         return len(self._connections)
