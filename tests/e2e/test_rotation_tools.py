@@ -3,6 +3,7 @@ key file, the built service restarts on it after each step, and tokens are
 verified over HTTP as a consumer does."""
 
 import json
+import os
 import stat
 import time
 
@@ -10,8 +11,8 @@ import pytest
 
 from tests.consumer import fetch_jwks, token_header, verify_token
 from tests.httpclient import exchange, request
-from tests.zipapp_service import only_line
-from token_exchange.signing.keyfile import PRIVATE_PARAMS
+from tests.zipapp_service import limit_memory, only_line
+from token_exchange.signing.keyfile import MAX_KEY_FILE_BYTES, PRIVATE_PARAMS
 
 PROG = "generate-jwk"
 
@@ -135,3 +136,34 @@ def test_set_of_a_file_the_service_refuses_is_not_edited(tools, tmp_path):
     assert done.returncode == 1
     assert only_line(done, PROG) == f"{PROG}: error: private key file {path}: JWK Set has no keys"
     assert path.read_text() == '{"keys": []}'
+
+
+def dev_zero(tmp_path):
+    return "/dev/zero", "is a character device, not a regular file"
+
+
+def fifo(tmp_path):
+    path = tmp_path / "jwks.json"
+    os.mkfifo(path)  # opened for reading, it waits for a writer; none comes
+    return path, "is a FIFO, not a regular file"
+
+
+def directory(tmp_path):
+    return tmp_path, "is a directory, not a file"
+
+
+def over_1_mib(tmp_path):
+    path = tmp_path / "jwks.json"
+    path.write_text('{"keys": []}'.ljust(MAX_KEY_FILE_BYTES + 1))
+    return path, "is larger than 1 MiB, the most a key file may hold"
+
+
+UNREADABLE_SETS = [dev_zero, fifo, directory, over_1_mib]
+
+
+@pytest.mark.parametrize("case", UNREADABLE_SETS, ids=[case.__name__ for case in UNREADABLE_SETS])
+def test_set_that_is_not_a_small_regular_file_is_refused_unread(tools, tmp_path, case):
+    path, problem = case(tmp_path)
+    done = tools.run(PROG, "-set", path, "-add", preexec_fn=limit_memory)
+    assert done.returncode == 1
+    assert only_line(done, PROG) == f"{PROG}: error: private key file {path}: {problem}"

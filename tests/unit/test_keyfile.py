@@ -1,6 +1,7 @@
 """Loading the private JWK: what signs, and every file the service must refuse."""
 
 import json
+import os
 import re
 
 import pytest
@@ -8,6 +9,7 @@ from jwcrypto import jwk
 
 from tests.support import ALGS
 from token_exchange.signing.keyfile import (
+    MAX_KEY_FILE_BYTES,
     PRIVATE_PARAMS,
     KeyFileError,
     generate_private_jwk,
@@ -98,6 +100,44 @@ def test_missing_and_unreadable_files(tmp_path):
         load_key_set(str(tmp_path / "missing.json"))
     with pytest.raises(KeyFileError, match="is a directory"):
         load_key_set(str(tmp_path))
+
+
+def test_a_device_is_refused_unread():
+    # /dev/zero, endless, is refused by the built service and tool (tests/e2e), under a memory limit.
+    with pytest.raises(KeyFileError) as raised:
+        load_key_set("/dev/null")
+    assert str(raised.value) == "private key file /dev/null: is a character device, not a regular file"
+
+
+def padded_key_set(tmp_path, private_jwks, size):
+    """A real JWK Set, padded with trailing blanks to size bytes."""
+    content = json.dumps({"keys": list(private_jwks.values())}, indent=2)
+    return write(tmp_path, content + " " * (size - len(content)))
+
+
+def test_a_key_file_of_1_mib_loads(tmp_path, private_jwks):
+    keys = load_key_set(padded_key_set(tmp_path, private_jwks, MAX_KEY_FILE_BYTES))
+    assert len(keys.public_jwks) == len(private_jwks)
+
+
+def test_a_key_file_over_1_mib_is_refused(tmp_path, private_jwks):
+    path = padded_key_set(tmp_path, private_jwks, MAX_KEY_FILE_BYTES + 1)
+    with pytest.raises(KeyFileError) as raised:
+        load_key_set(path)
+    assert str(raised.value) == f"private key file {path}: is larger than 1 MiB, the most a key file may hold"
+
+
+def test_a_key_file_grown_past_1_mib_after_its_size_was_checked_is_refused(tmp_path, private_jwks, monkeypatch):
+    path = padded_key_set(tmp_path, private_jwks, MAX_KEY_FILE_BYTES + 1)
+    real_fstat = os.fstat
+
+    def size_when_checked(fd):  # the file as it was before it grew
+        info = real_fstat(fd)
+        return os.stat_result((*info[:6], 100, *info[7:]))
+
+    monkeypatch.setattr(os, "fstat", size_when_checked)
+    with pytest.raises(KeyFileError, match="is larger than 1 MiB"):
+        load_key_set(path)
 
 
 def test_repr_never_shows_key_material(private_jwks):
