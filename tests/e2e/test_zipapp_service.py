@@ -152,6 +152,11 @@ def without_kid(tmp_path, jwks):
     return _write(tmp_path / "jwk-priv.json", data), [data], "'kid'"
 
 
+def kid_too_long(tmp_path, jwks):
+    data = {**jwks["ES256"], "kid": "k" * 100_000}
+    return _write(tmp_path / "jwk-priv.json", data), [data], ": kid has 100000 characters; at most 256 are allowed"
+
+
 def jwk_set_without_private_key(tmp_path, jwks):
     return _write(tmp_path / "jwks.json", {"keys": [_public(jwks["RS256"])]}), [], "JWK Set has no private key"
 
@@ -197,6 +202,7 @@ BAD_KEY_FILES = [
     json_array,
     public_only,
     without_kid,
+    kid_too_long,
     jwk_set_without_private_key,
     jwk_set_with_duplicate_kids,
     rsa_1024,

@@ -10,6 +10,7 @@ from jwcrypto import jwk
 from tests.support import ALGS
 from token_exchange.signing.keyfile import (
     MAX_KEY_FILE_BYTES,
+    MAX_KID_CHARS,
     PRIVATE_PARAMS,
     KeyFileError,
     generate_private_jwk,
@@ -60,6 +61,7 @@ def bad_files(private_jwks):
         "public only": (public, "public key"),
         "no kid": ({k: v for k, v in rsa.items() if k != "kid"}, "'kid'"),
         "empty kid": (dict(rsa, kid=""), "'kid'"),
+        "kid too long": (dict(rsa, kid="k" * 257), r"json: kid has 257 characters; at most 256 are allowed$"),
         "no kty": ({k: v for k, v in rsa.items() if k != "kty"}, "kty"),
         "unknown kty": (dict(rsa, kty="oct"), "kty"),
         "alg of another key type": (dict(rsa, alg="ES256"), "does not match"),
@@ -93,6 +95,12 @@ def assert_refused_in_one_line(tmp_path, name, content, problem, private_jwks):
     for private in private_jwks:
         for param in PRIVATE_PARAMS:
             assert not private.get(param) or private[param] not in message, name
+
+
+def test_kid_of_the_longest_length_loads(tmp_path, private_jwks):
+    kid = "k" * MAX_KID_CHARS
+    keys = load_key_set(write(tmp_path, {"keys": [dict(private_jwks["ES256"], kid=kid)]}))
+    assert keys.signing_key.kid == kid
 
 
 def test_missing_and_unreadable_files(tmp_path):
@@ -197,6 +205,10 @@ def bad_sets(private_jwks):
         "no private key": ({"keys": [public_half(rsa), public_half(ec)]}, r"no private key"),
         "duplicate kid": ({"keys": [rsa, dict(ec, kid=rsa_kid)]}, rf"keys\[1\] \(kid '{rsa_kid}'\): duplicate kid"),
         "duplicate kid of a public key": ({"keys": [rsa, public_half(rsa)]}, r"keys\[1\] .*duplicate kid"),
+        "member with a kid too long": (
+            {"keys": [rsa, dict(public_half(ec), kid="k" * 100_000)]},
+            r"keys\[1\] \(kid \(too long to show\)\): kid has 100000 characters; at most 256 are allowed$",
+        ),
         "member without kid": (
             {"keys": [rsa, {k: v for k, v in ec.items() if k != "kid"}]},
             r"keys\[1\]: JWK has no 'kid'",

@@ -50,6 +50,10 @@ MIN_RSA_BITS = 2048
 # A JWK Set of ten RSA 4096 keys is under 40 KB: 1 MiB fits any real key file, and a device, a huge file or
 # one that keeps growing is refused instead of read into memory.
 MAX_KEY_FILE_BYTES = 1 << 20
+# A kid goes into every token header (Go's service takes any length). Real kids are UUIDs (36 characters)
+# or dates; 256 characters leave room for any naming scheme, a cloud KMS key version's resource name
+# included, and keep a header small.
+MAX_KID_CHARS = 256
 PRIVATE_PARAMS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
 
@@ -227,6 +231,9 @@ def _checked_jwk(data, path, where, need_private):
         raise KeyFileError(path, f"{where}unsupported or missing key type 'kty' {_shown(kty)}")
     if not data.get("kid") or not isinstance(data.get("kid"), str):
         raise KeyFileError(path, f"{where}JWK has no 'kid' (Key ID)")
+    problem = kid_length_problem(data["kid"])
+    if problem:
+        raise KeyFileError(path, where + problem)
     if need_private and "d" not in data:
         raise KeyFileError(path, f"{where}holds a public key; a private key is needed to sign")
     kind = "private" if need_private else "public"
@@ -273,9 +280,18 @@ def _check_signs(signing_key, path, where=""):
         raise KeyFileError(path, f"{where}key cannot produce a verifiable signature") from None
 
 
+def kid_length_problem(kid):
+    """Why kid is too long to go into token headers, or None."""
+    if len(kid) > MAX_KID_CHARS:
+        return f"kid has {len(kid)} characters; at most {MAX_KID_CHARS} are allowed"
+    return None
+
+
 def _kid_shown(kid):
     """A kid is no secret, but it comes from a file: show it only when short and printable."""
-    return repr(kid) if len(kid) <= 80 and kid.isprintable() else "(unprintable)"
+    if len(kid) > 80:
+        return "(too long to show)"
+    return repr(kid) if kid.isprintable() else "(unprintable)"
 
 
 def _shown(value):
