@@ -110,6 +110,12 @@ def test_missing_and_unreadable_files(tmp_path):
         load_key_set(str(tmp_path))
 
 
+def test_a_symbolic_link_to_a_key_file_loads(tmp_path, private_jwks):
+    link = tmp_path / "link.json"
+    link.symlink_to(write(tmp_path, private_jwks["ES256"]))
+    assert load_key_set(str(link)).signing_key.kid == private_jwks["ES256"]["kid"]
+
+
 def test_a_device_is_refused_unread():
     # /dev/zero, endless, is refused by the built service and tool (tests/e2e), under a memory limit.
     with pytest.raises(KeyFileError) as raised:
