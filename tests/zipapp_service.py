@@ -28,6 +28,14 @@ from tests.support import TEST_BCRYPT_COST, plain_python
 # The first start of a zipapp unpacks it; later starts take well under a second.
 START_TIMEOUT_SECONDS = 30
 RUN_TIMEOUT_SECONDS = 60
+# Address space for a run that reads an endless or huge file: start-up needs under a quarter of it, and a
+# run that reads such a file whole after all fails in seconds (MemoryError) instead of taking the machine's memory.
+MEMORY_LIMIT_BYTES = 1 << 30
+
+
+def limit_memory():
+    """preexec_fn of a run given MEMORY_LIMIT_BYTES of address space."""
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
 
 
 # Ports handed to services come from below Linux's ephemeral range (32768-60999): a port the

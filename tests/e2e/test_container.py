@@ -3,6 +3,7 @@ Datastore test server, as Cloud Run runs it."""
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -16,6 +17,8 @@ from token_exchange.store.datastore import DatastoreKeyStore
 from token_exchange.tools.provisioning import create_integration_key
 
 DOCKERFILE = ROOT / "Dockerfile"
+DOCKERIGNORE = ROOT / ".dockerignore"
+DEV_SERVER = ROOT / "scripts" / "dev-server.sh"
 
 
 def runtime_stage(dockerfile_text):
@@ -64,6 +67,66 @@ def test_dockerfile_runtime_stage_runs_as_a_user_with_the_go_defaults():
     command = container_command(stage)
     assert command[:2] == ["python3", "-I"]
     assert command[2] == "/app/token-exchange.pyz"
+
+
+def dockerignore_rules(text):
+    """[(re-included, regex)] of a .dockerignore, in order, as Docker reads one: # comments, ! re-includes,
+    * and ? within a path segment, ** across segments."""
+    rules = []
+    for line in text.splitlines():
+        pattern = line.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        pattern = os.path.normpath(pattern.lstrip("!")).lstrip("/")
+        regex = ""
+        for token in re.findall(r"\*\*/|\*\*|\*|\?|[^*?]+", pattern):
+            regex += {"**/": "(.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}.get(token) or re.escape(token)
+        rules.append((negated, re.compile(regex + r"\Z")))
+    return rules
+
+
+def left_out_of_build_context(rules, path):
+    """Whether Docker leaves path out of the build context: the last rule matching it or a directory above it."""
+    parts = path.split("/")
+    left_out = False
+    for negated, regex in rules:
+        if any(regex.match("/".join(parts[:depth])) for depth in range(1, len(parts) + 1)):
+            left_out = not negated
+    return left_out
+
+
+def dev_server_files():
+    """The signing key and key store scripts/dev-server.sh writes, as its variables name them."""
+    script = DEV_SERVER.read_text()
+    key = re.search(r"^KEY=(\S+)$", script, re.MULTILINE)[1]
+    db = re.search(r"^STORE=sqlite:(\S+)$", script, re.MULTILINE)[1]
+    return [key, db, f"{db}-wal", f"{db}-shm"]
+
+
+def test_secrets_and_local_files_stay_out_of_the_image_build_context():
+    rules = dockerignore_rules(DOCKERIGNORE.read_text())
+    secret_or_local = [
+        *dev_server_files(),
+        "jwk-priv.json",  # README: generate-jwk -out jwk-priv.json
+        "keys.db",  # README: -store sqlite:keys.db
+        "keys.db-wal",
+        ".env",
+        "mutants/token_exchange/web/body.py",
+        ".venv/bin/python",
+        "dist/token-exchange.pyz",
+        "token_exchange/__pycache__/__init__.cpython-311.pyc",
+    ]
+    assert [path for path in secret_or_local if not left_out_of_build_context(rules, path)] == []
+    # What the build stage needs (COPY . . then build.sh) is still there.
+    needed = [
+        "build.sh",
+        "setup.cfg",
+        "pyproject.toml",
+        "token_exchange/signing/keyfile.py",
+        "token_exchange/cli/flags.py",
+    ]
+    assert [path for path in needed if left_out_of_build_context(rules, path)] == []
 
 
 def test_container_command_serves_a_token(built_zipapps, tmp_path, key_file, target):

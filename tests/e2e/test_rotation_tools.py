@@ -3,6 +3,7 @@ key file, the built service restarts on it after each step, and tokens are
 verified over HTTP as a consumer does."""
 
 import json
+import os
 import stat
 import time
 
@@ -10,8 +11,8 @@ import pytest
 
 from tests.consumer import fetch_jwks, token_header, verify_token
 from tests.httpclient import exchange, request
-from tests.zipapp_service import only_line
-from token_exchange.signing.keyfile import PRIVATE_PARAMS
+from tests.zipapp_service import limit_memory, only_line
+from token_exchange.signing.keyfile import MAX_KEY_FILE_BYTES, PRIVATE_PARAMS
 
 PROG = "generate-jwk"
 
@@ -100,6 +101,9 @@ def test_rotation_runbook_with_the_built_tools(tools, zipapp_services, tmp_path,
         (["-promote", "signing"], "-promote: key 'signing' already signs"),
         (["-promote", "public"], "-promote: key 'public' is public only"),
         (["-add", "-kid", "public"], "-kid: a key with kid 'public' is already in the key file"),
+        (["-add", "-kid", "k" * 257], "-kid/--kid: kid has 257 characters; at most 256 are allowed"),
+        (["-promote", "k" * 257], "-promote/--promote: kid has 257 characters; at most 256 are allowed"),
+        (["-retire", "k" * 257], "-retire/--retire: kid has 257 characters; at most 256 are allowed"),
         ([], "exactly one of -add, -promote KID, -retire KID"),
         (["-add", "-retire", "public"], "exactly one of"),
     ],
@@ -109,6 +113,9 @@ def test_rotation_runbook_with_the_built_tools(tools, zipapp_services, tmp_path,
         "promote-signing",
         "promote-public",
         "duplicate-kid",
+        "kid-too-long",
+        "promote-kid-too-long",
+        "retire-kid-too-long",
         "no-edit",
         "two-edits",
     ],
@@ -128,10 +135,53 @@ def test_refused_edits_leave_the_key_file_as_it_was(tools, tmp_path, args, probl
     assert [entry.name for entry in tmp_path.iterdir()] == ["jwks.json"]  # no temporary file left
 
 
-def test_set_of_a_file_the_service_refuses_is_not_edited(tools, tmp_path):
+@pytest.mark.parametrize(
+    "content,problem",
+    [
+        ({"keys": []}, "JWK Set has no keys"),
+        (
+            {"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "", "kid": "k" * 257}]},
+            "keys[0] (kid (too long to show)): kid has 257 characters; at most 256 are allowed",
+        ),
+    ],
+    ids=["empty", "kid-too-long"],
+)
+def test_set_of_a_file_the_service_refuses_is_not_edited(tools, tmp_path, content, problem):
     path = tmp_path / "jwks.json"
-    path.write_text('{"keys": []}')
+    path.write_text(json.dumps(content))
+    before = path.read_bytes()
     done = tools.run(PROG, "-set", path, "-add")
     assert done.returncode == 1
-    assert only_line(done, PROG) == f"{PROG}: error: private key file {path}: JWK Set has no keys"
-    assert path.read_text() == '{"keys": []}'
+    assert only_line(done, PROG) == f"{PROG}: error: private key file {path}: {problem}"
+    assert path.read_bytes() == before
+
+
+def dev_zero(tmp_path):
+    return "/dev/zero", "is a character device, not a regular file"
+
+
+def fifo(tmp_path):
+    path = tmp_path / "jwks.json"
+    os.mkfifo(path)  # opened for reading, it waits for a writer; none comes
+    return path, "is a FIFO, not a regular file"
+
+
+def directory(tmp_path):
+    return tmp_path, "is a directory, not a file"
+
+
+def over_1_mib(tmp_path):
+    path = tmp_path / "jwks.json"
+    path.write_text('{"keys": []}'.ljust(MAX_KEY_FILE_BYTES + 1))
+    return path, "is larger than 1 MiB, the most a key file may hold"
+
+
+UNREADABLE_SETS = [dev_zero, fifo, directory, over_1_mib]
+
+
+@pytest.mark.parametrize("case", UNREADABLE_SETS, ids=[case.__name__ for case in UNREADABLE_SETS])
+def test_set_that_is_not_a_small_regular_file_is_refused_unread(tools, tmp_path, case):
+    path, problem = case(tmp_path)
+    done = tools.run(PROG, "-set", path, "-add", preexec_fn=limit_memory)
+    assert done.returncode == 1
+    assert only_line(done, PROG) == f"{PROG}: error: private key file {path}: {problem}"

@@ -428,6 +428,15 @@ def test_generate_jwk_kid_flag_and_default_alg(tools, tmp_path):
     assert (data["kid"], data["alg"], data["kty"]) == ("2026-rotation", "RS256", "RSA")
 
 
+def test_generate_jwk_refuses_a_kid_too_long(tools, tmp_path):
+    path = tmp_path / "jwk.json"
+    done = tools.run("generate-jwk", "-kid", "k" * 257, "-out", path)
+    assert done.returncode == 2
+    line = only_line(done, "generate-jwk")
+    assert line == "generate-jwk: error: argument -kid/--kid: kid has 257 characters; at most 256 are allowed"
+    assert not path.exists()
+
+
 def test_generate_jwk_never_overwrites(tools, tmp_path):
     path = tmp_path / "jwk.json"
     path.write_text("keep me\n")

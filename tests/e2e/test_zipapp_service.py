@@ -27,12 +27,13 @@ from tests.zipapp_service import (
     free_port,
     hashing_queue_depth,
     health,
+    limit_memory,
     metric_values,
     only_line,
     run_zipapp,
     settled,
 )
-from token_exchange.signing.keyfile import PRIVATE_PARAMS
+from token_exchange.signing.keyfile import MAX_KEY_FILE_BYTES, PRIVATE_PARAMS
 
 PROG = "token-exchange"
 
@@ -51,12 +52,12 @@ FLAGS = (
 )
 
 
-def run_service(pyz, home, *args, env=None):
+def run_service(pyz, home, *args, env=None, **kwargs):
     """Run the service zipapp expecting it to stop by itself (a start-up failure); fail if it keeps running."""
     # Not the default :9990, which another program on this machine may hold; a flag still wins.
     env = {"PROMETHEUSX_LISTEN_ADDRESS": f"127.0.0.1:{free_port()}", **(env or {})}
     try:
-        return run_zipapp(pyz, args, home, env, timeout=START_TIMEOUT_SECONDS)
+        return run_zipapp(pyz, args, home, env, timeout=START_TIMEOUT_SECONDS, **kwargs)
     except subprocess.TimeoutExpired as e:
         pytest.fail(f"the service kept running instead of stopping; its stderr: {e.stderr!r}")
 
@@ -104,6 +105,23 @@ def under_a_file(tmp_path, jwks):
     return tmp_path / "plain-file" / "jwk-priv.json", [], "cannot be read"
 
 
+def dev_zero(tmp_path, jwks):
+    return "/dev/zero", [], "is a character device, not a regular file"
+
+
+def fifo(tmp_path, jwks):
+    # Opened for reading, a FIFO waits for a writer; none comes.
+    path = tmp_path / "jwk-priv.json"
+    os.mkfifo(path)
+    return path, [], "is a FIFO, not a regular file"
+
+
+def over_1_mib(tmp_path, jwks):
+    content = json.dumps(jwks["RS256"])
+    data = content + " " * (MAX_KEY_FILE_BYTES + 1 - len(content))
+    return _write(tmp_path / "jwk-priv.json", data), [jwks["RS256"]], "is larger than 1 MiB"
+
+
 def unreadable(tmp_path, jwks):
     if os.geteuid() == 0:
         pytest.skip("root reads a file of mode 000")
@@ -132,6 +150,11 @@ def public_only(tmp_path, jwks):
 def without_kid(tmp_path, jwks):
     data = {name: value for name, value in jwks["EdDSA"].items() if name != "kid"}
     return _write(tmp_path / "jwk-priv.json", data), [data], "'kid'"
+
+
+def kid_too_long(tmp_path, jwks):
+    data = {**jwks["ES256"], "kid": "k" * 100_000}
+    return _write(tmp_path / "jwk-priv.json", data), [data], ": kid has 100000 characters; at most 256 are allowed"
 
 
 def jwk_set_without_private_key(tmp_path, jwks):
@@ -169,6 +192,9 @@ def mismatched_halves(tmp_path, jwks):
 BAD_KEY_FILES = [
     missing,
     directory,
+    dev_zero,
+    fifo,
+    over_1_mib,
     under_a_file,
     unreadable,
     not_json,
@@ -176,6 +202,7 @@ BAD_KEY_FILES = [
     json_array,
     public_only,
     without_kid,
+    kid_too_long,
     jwk_set_without_private_key,
     jwk_set_with_duplicate_kids,
     rsa_1024,
@@ -190,9 +217,17 @@ def test_bad_key_file_stops_start_up_with_one_line(service_pyz, zipapp_home, tmp
     path, held, problem = case(tmp_path, private_jwks)
     port = free_port()
     done = run_service(
-        service_pyz, zipapp_home, "-private-key-path", path, "-store", f"sqlite:{db_path}", "-port", port
+        service_pyz,
+        zipapp_home,
+        "-private-key-path",
+        path,
+        "-store",
+        f"sqlite:{db_path}",
+        "-port",
+        port,
+        preexec_fn=limit_memory,
     )
-    assert done.returncode != 0
+    assert done.returncode == 1
     line = only_line(done, PROG)
     assert line.startswith(f"{PROG}: error: private key file {path}: "), line
     assert problem in line, line

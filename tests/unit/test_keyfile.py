@@ -1,6 +1,7 @@
 """Loading the private JWK: what signs, and every file the service must refuse."""
 
 import json
+import os
 import re
 
 import pytest
@@ -8,6 +9,8 @@ from jwcrypto import jwk
 
 from tests.support import ALGS
 from token_exchange.signing.keyfile import (
+    MAX_KEY_FILE_BYTES,
+    MAX_KID_CHARS,
     PRIVATE_PARAMS,
     KeyFileError,
     generate_private_jwk,
@@ -58,6 +61,7 @@ def bad_files(private_jwks):
         "public only": (public, "public key"),
         "no kid": ({k: v for k, v in rsa.items() if k != "kid"}, "'kid'"),
         "empty kid": (dict(rsa, kid=""), "'kid'"),
+        "kid too long": (dict(rsa, kid="k" * 257), r"json: kid has 257 characters; at most 256 are allowed$"),
         "no kty": ({k: v for k, v in rsa.items() if k != "kty"}, "kty"),
         "unknown kty": (dict(rsa, kty="oct"), "kty"),
         "alg of another key type": (dict(rsa, alg="ES256"), "does not match"),
@@ -93,11 +97,61 @@ def assert_refused_in_one_line(tmp_path, name, content, problem, private_jwks):
             assert not private.get(param) or private[param] not in message, name
 
 
+def test_kid_of_the_longest_length_loads(tmp_path, private_jwks):
+    kid = "k" * MAX_KID_CHARS
+    keys = load_key_set(write(tmp_path, {"keys": [dict(private_jwks["ES256"], kid=kid)]}))
+    assert keys.signing_key.kid == kid
+
+
 def test_missing_and_unreadable_files(tmp_path):
     with pytest.raises(KeyFileError, match="does not exist"):
         load_key_set(str(tmp_path / "missing.json"))
     with pytest.raises(KeyFileError, match="is a directory"):
         load_key_set(str(tmp_path))
+
+
+def test_a_symbolic_link_to_a_key_file_loads(tmp_path, private_jwks):
+    link = tmp_path / "link.json"
+    link.symlink_to(write(tmp_path, private_jwks["ES256"]))
+    assert load_key_set(str(link)).signing_key.kid == private_jwks["ES256"]["kid"]
+
+
+def test_a_device_is_refused_unread():
+    # /dev/zero, endless, is refused by the built service and tool (tests/e2e), under a memory limit.
+    with pytest.raises(KeyFileError) as raised:
+        load_key_set("/dev/null")
+    assert str(raised.value) == "private key file /dev/null: is a character device, not a regular file"
+
+
+def padded_key_set(tmp_path, private_jwks, size):
+    """A real JWK Set, padded with trailing blanks to size bytes."""
+    content = json.dumps({"keys": list(private_jwks.values())}, indent=2)
+    return write(tmp_path, content + " " * (size - len(content)))
+
+
+def test_a_key_file_of_1_mib_loads(tmp_path, private_jwks):
+    keys = load_key_set(padded_key_set(tmp_path, private_jwks, MAX_KEY_FILE_BYTES))
+    assert len(keys.public_jwks) == len(private_jwks)
+
+
+def test_a_key_file_over_1_mib_is_refused(tmp_path, private_jwks):
+    path = padded_key_set(tmp_path, private_jwks, MAX_KEY_FILE_BYTES + 1)
+    with pytest.raises(KeyFileError) as raised:
+        load_key_set(path)
+    assert str(raised.value) == f"private key file {path}: is larger than 1 MiB, the most a key file may hold"
+
+
+def test_a_key_file_grown_past_1_mib_after_its_size_was_checked_is_refused(tmp_path, private_jwks, monkeypatch):
+    path = padded_key_set(tmp_path, private_jwks, MAX_KEY_FILE_BYTES + 1)
+    real_fstat = os.fstat
+
+    def size_when_checked(fd):  # the file as it was before it grew
+        info = real_fstat(fd)
+        return os.stat_result((*info[:6], 100, *info[7:]))
+
+    monkeypatch.setattr(os, "fstat", size_when_checked)
+    with pytest.raises(KeyFileError, match="is larger than 1 MiB"):
+        load_key_set(path)
 
 
 def test_repr_never_shows_key_material(private_jwks):
@@ -157,6 +211,10 @@ def bad_sets(private_jwks):
         "no private key": ({"keys": [public_half(rsa), public_half(ec)]}, r"no private key"),
         "duplicate kid": ({"keys": [rsa, dict(ec, kid=rsa_kid)]}, rf"keys\[1\] \(kid '{rsa_kid}'\): duplicate kid"),
         "duplicate kid of a public key": ({"keys": [rsa, public_half(rsa)]}, r"keys\[1\] .*duplicate kid"),
+        "member with a kid too long": (
+            {"keys": [rsa, dict(public_half(ec), kid="k" * 100_000)]},
+            r"keys\[1\] \(kid \(too long to show\)\): kid has 100000 characters; at most 256 are allowed$",
+        ),
         "member without kid": (
             {"keys": [rsa, {k: v for k, v in ec.items() if k != "kid"}]},
             r"keys\[1\]: JWK has no 'kid'",

@@ -12,6 +12,7 @@ key material.
 
 import json
 import os
+import stat
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -46,6 +47,13 @@ CONSUMER_ALGS = {
     "locate's direct JWKS verifier": frozenset(("RS256", "ES256", "EdDSA")),
 }
 MIN_RSA_BITS = 2048
+# A JWK Set of ten RSA 4096 keys is under 40 KB: 1 MiB fits any real key file, and a device, a huge file or
+# one that keeps growing is refused instead of read into memory.
+MAX_KEY_FILE_BYTES = 1 << 20
+# A kid goes into every token header (Go's service takes any length). Real kids are UUIDs (36 characters)
+# or dates; 256 characters leave room for any naming scheme, a cloud KMS key version's resource name
+# included, and keep a header small.
+MAX_KID_CHARS = 256
 PRIVATE_PARAMS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 
 
@@ -139,18 +147,54 @@ def parse_key_set(raw, path="<key>"):
 
 
 def read_key_file(path):
-    """The bytes of a key file; KeyFileError saying why when it cannot be read."""
+    """The bytes of a key file; KeyFileError saying why when it cannot be read.
+
+    Only a regular file of at most MAX_KEY_FILE_BYTES is read: a FIFO, a device such as /dev/zero or a
+    huge file is refused before any reading (a blocked read could not even be stopped: start-up holds
+    stop signals back).
+    """
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        # O_NONBLOCK: opening a FIFO would wait for a writer; for a regular file it changes nothing.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
         raise KeyFileError(path, "does not exist") from None
-    except IsADirectoryError:
-        raise KeyFileError(path, "is a directory, not a file") from None
     except PermissionError:
         raise KeyFileError(path, "cannot be read: permission denied") from None
     except OSError as e:
         raise KeyFileError(path, f"cannot be read: {e.strerror or type(e).__name__}") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise KeyFileError(path, "is a directory, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise KeyFileError(path, f"is {_file_kind(info.st_mode)}, not a regular file")
+        if info.st_size > MAX_KEY_FILE_BYTES:
+            raise _too_large(path)
+        with open(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_KEY_FILE_BYTES + 1)  # the file may have grown since fstat
+    except OSError as e:
+        raise KeyFileError(path, f"cannot be read: {e.strerror or type(e).__name__}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise _too_large(path)
+    return raw
+
+
+def _too_large(path):
+    return KeyFileError(path, f"is larger than {MAX_KEY_FILE_BYTES >> 20} MiB, the most a key file may hold")
+
+
+def _file_kind(mode):
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def _parse_json(raw, path):
@@ -187,6 +231,9 @@ def _checked_jwk(data, path, where, need_private):
         raise KeyFileError(path, f"{where}unsupported or missing key type 'kty' {_shown(kty)}")
     if not data.get("kid") or not isinstance(data.get("kid"), str):
         raise KeyFileError(path, f"{where}JWK has no 'kid' (Key ID)")
+    problem = kid_length_problem(data["kid"])
+    if problem:
+        raise KeyFileError(path, where + problem)
     if need_private and "d" not in data:
         raise KeyFileError(path, f"{where}holds a public key; a private key is needed to sign")
     kind = "private" if need_private else "public"
@@ -233,9 +280,18 @@ def _check_signs(signing_key, path, where=""):
         raise KeyFileError(path, f"{where}key cannot produce a verifiable signature") from None
 
 
+def kid_length_problem(kid):
+    """Why kid is too long to go into token headers, or None."""
+    if len(kid) > MAX_KID_CHARS:
+        return f"kid has {len(kid)} characters; at most {MAX_KID_CHARS} are allowed"
+    return None
+
+
 def _kid_shown(kid):
     """A kid is no secret, but it comes from a file: show it only when short and printable."""
-    return repr(kid) if len(kid) <= 80 and kid.isprintable() else "(unprintable)"
+    if len(kid) > 80:
+        return "(too long to show)"
+    return repr(kid) if kid.isprintable() else "(unprintable)"
 
 
 def _shown(value):

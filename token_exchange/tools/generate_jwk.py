@@ -15,12 +15,14 @@ written atomically with mode 0600. A one-key file becomes a JWK Set
 import json
 import sys
 
-from token_exchange.cli.flags import FlagParser, add_flag
+from token_exchange.cli.flags import FlagParser, add_flag, checked
 from token_exchange.signing.keyfile import (
     GENERATE_ALGS,
+    MAX_KID_CHARS,
     KeyFileError,
     consumer_warning,
     generate_private_jwk,
+    kid_length_problem,
     parse_key_set,
     read_key_file,
     replace_key_file,
@@ -35,7 +37,15 @@ class EditRefused(Exception):
     """The asked edit of the key set makes no sense; str() is one line for the operator."""
 
 
+def _kid(value):
+    problem = kid_length_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 def build_parser():
+    kid = checked(_kid, "kid")
     parser = FlagParser(
         PROG,
         "Generate a private JWK for signing tokens (file mode 0600, never overwritten), "
@@ -48,14 +58,22 @@ def build_parser():
         choices=GENERATE_ALGS,
         default="RS256",
     )
-    add_flag(parser, "kid", "key ID of a new key (a random UUID when empty)", default="")
+    add_flag(
+        parser,
+        "kid",
+        f"key ID of a new key, at most {MAX_KID_CHARS} characters (a random UUID when empty)",
+        type=kid,
+        default="",
+    )
     add_flag(parser, "out", "file to write a new private JWK to", default="")
     add_flag(
         parser, "set", "key file to edit (one private JWK or a JWK Set), with -add, -promote or -retire", default=""
     )
     add_flag(parser, "add", "with -set: generate a new key and append it (published, not signing)", action="store_true")
-    add_flag(parser, "promote", "with -set: the kid of a private key to sign with from now on", default="")
-    add_flag(parser, "retire", "with -set: the kid of a key to stop publishing (never the signing key)", default="")
+    add_flag(parser, "promote", "with -set: the kid of a private key to sign with from now on", type=kid, default="")
+    add_flag(
+        parser, "retire", "with -set: the kid of a key to stop publishing (never the signing key)", type=kid, default=""
+    )
     return parser
 
 
