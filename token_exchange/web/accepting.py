@@ -51,8 +51,8 @@ class Acceptor:
         self._make_room = make_room
         self._events = events or AcceptEvents()
         self._clock = clock
-        self._sockets = []
-        self._io_loop = None
+        self._sockets: list = []
+        self._io_loop: IOLoop  # the loop listen() was called on
         self._backoff = 0.0  # 0 while accepting works
         self._resume_timer = None
         self._closed = False
@@ -72,7 +72,8 @@ class Acceptor:
         Closing a socket with connections queued resets them, and their clients may have sent a
         request already.
         """
-        if self._closed:
+        if self._closed or not self._sockets:
+            self._closed = True
             return
         self._closed = True
         if self._resume_timer is not None:

@@ -56,7 +56,7 @@ class ServiceHTTPServer(tornado.httpserver.HTTPServer):
 
     def _close_idle_connections(self):
         """Close the connections with no request in flight whose last request is oldest; how many."""
-        idle = []
+        idle: list[IOStream] = []
         for stream, request_conn in self._activity.items():
             if len(idle) == SHED_PER_FAILED_ACCEPT:
                 break
