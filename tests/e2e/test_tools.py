@@ -8,7 +8,9 @@ verified as a consumer does; keys made by generate-jwk sign those tokens.
 import base64
 import hashlib
 import json
+import os
 import re
+import resource
 import sqlite3
 import stat
 import threading
@@ -356,6 +358,62 @@ def test_invalid_ids_are_refused(tools, db_path, args, message):
     if db_path.exists():  # nothing was created
         assert rows(db_path, "SELECT * FROM integrations") == []
         assert rows(db_path, "SELECT * FROM integration_keys") == []
+
+
+# A write that fails says why.
+
+
+def no_file_may_grow():
+    """In the tool's process: any write that would grow a file fails (EFBIG), as on a full disk; root too."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+
+
+def test_a_failing_write_reports_the_real_error(tools, zipapp_services, db_path):
+    tools.create_integration(db_path, "globex")  # this first run also unpacks the zipapp, which writes files
+    # The running service keeps the WAL and shared-memory files in place, so the tool opens the database
+    # without growing any file and fails at its first write: the WAL frames of its transaction.
+    zipapp_services.start(store_path=db_path)
+    done = tools.run(
+        "create-integration",
+        "-store",
+        f"sqlite:{db_path}",
+        "-integration-id",
+        "acme",
+        "-bcrypt-cost",
+        TEST_BCRYPT_COST,
+        preexec_fn=no_file_may_grow,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    line = error_line(done, "create-integration")
+    # SQLite's own words for the failed write, not those of a ROLLBACK that followed it.
+    assert re.fullmatch(
+        r"create-integration: error: sqlite write failed: (disk I/O error|database or disk is full).*", line
+    ), line
+    assert rows(db_path, "SELECT integration_id FROM integrations") == [("globex",)]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="file modes do not stop root from writing")
+def test_a_read_only_database_reports_the_real_error(tools, db_path):
+    tools.create_integration(db_path, "acme")
+    db_path.chmod(0o400)
+    try:
+        done = tools.run(
+            "create-integration",
+            "-store",
+            f"sqlite:{db_path}",
+            "-integration-id",
+            "globex",
+            "-bcrypt-cost",
+            TEST_BCRYPT_COST,
+        )
+    finally:
+        for path in db_path.parent.glob(db_path.name + "*"):  # SQLite gives -wal and -shm the database's mode
+            path.chmod(0o600)
+    assert done.returncode == 1
+    line = error_line(done, "create-integration")
+    assert "sqlite write failed: attempt to write a readonly database" in line, line
+    assert rows(db_path, "SELECT integration_id FROM integrations") == [("acme",)]
 
 
 # No plaintext at rest.

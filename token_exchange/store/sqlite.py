@@ -11,6 +11,7 @@ thread gets its own connection, and writers wait on a lock for a while
 (busy timeout) instead of failing at once.
 """
 
+import contextlib
 import datetime
 import sqlite3
 import threading
@@ -81,6 +82,13 @@ CREATE TABLE IF NOT EXISTS autojoin_keys (
 """
 
 
+def _describe(error):
+    """SQLite's message, with its error code's name where Python gives it (3.11+): "disk I/O error"
+    alone does not say whether a read or a write failed."""
+    name = getattr(error, "sqlite_errorname", None)
+    return f"{error} ({name})" if name else str(error)
+
+
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
@@ -97,7 +105,7 @@ class SQLiteKeyStore(KeyStore):
             self._create_schema_in_turn()
         except sqlite3.Error as e:
             self.close()
-            raise StoreError(f"store sqlite:{path}: cannot open: {e}") from None
+            raise StoreError(f"store sqlite:{path}: cannot open: {_describe(e)}") from None
 
     def _connection(self):
         conn = getattr(self._local, "conn", None)
@@ -149,13 +157,13 @@ class SQLiteKeyStore(KeyStore):
         try:
             return self._connection().execute(sql, params).fetchone()
         except sqlite3.Error as e:
-            raise StoreUnavailable(f"sqlite read failed: {e}") from None
+            raise StoreUnavailable(f"sqlite read failed: {_describe(e)}") from None
 
     def _read_all(self, sql, params):
         try:
             return self._connection().execute(sql, params).fetchall()
         except sqlite3.Error as e:
-            raise StoreUnavailable(f"sqlite read failed: {e}") from None
+            raise StoreUnavailable(f"sqlite read failed: {_describe(e)}") from None
 
     def _write(self, statements):
         """Run (sql, params) pairs in one immediate transaction."""
@@ -166,12 +174,16 @@ class SQLiteKeyStore(KeyStore):
                 results = [conn.execute(sql, params).rowcount for sql, params in statements]
                 conn.execute("COMMIT")
             except BaseException:
-                conn.execute("ROLLBACK")
+                # SQLite ends the transaction itself on some failures (a full disk, an I/O error): a
+                # ROLLBACK then fails too, and its error must not replace the one that matters.
+                if conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise
         except sqlite3.IntegrityError as e:
             raise AlreadyExists(str(e)) from None
         except sqlite3.Error as e:
-            raise StoreUnavailable(f"sqlite write failed: {e}") from None
+            raise StoreUnavailable(f"sqlite write failed: {_describe(e)}") from None
         return results
 
     def get_integration_key(self, integration_id, key_id):
