@@ -416,6 +416,22 @@ def test_a_read_only_database_reports_the_real_error(tools, db_path):
     assert rows(db_path, "SELECT integration_id FROM integrations") == [("acme",)]
 
 
+def test_the_database_a_tool_creates_is_0600(tools, db_path):
+    # umask 0: the mode must come from the tool, not from the caller's umask.
+    done = tools.run(
+        "create-integration",
+        "-store",
+        f"sqlite:{db_path}",
+        "-integration-id",
+        "acme",
+        "-bcrypt-cost",
+        TEST_BCRYPT_COST,
+        umask=0,
+    )
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+
+
 # No plaintext at rest.
 
 

@@ -1,6 +1,8 @@
 """The embedded SQLite store: no plaintext at rest, WAL, shared by service and tools."""
 
+import os
 import sqlite3
+import stat
 import threading
 
 import pytest
@@ -176,3 +178,34 @@ def test_many_openers_of_a_new_file_all_succeed(tmp_path):
             assert store.get_integration_key("acme", "ki_x") is None
             store.close()
         assert failed == []
+
+
+def mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077, 0o377], ids=["000", "022", "077", "377"])
+def test_files_it_creates_are_0600_whatever_the_umask(tmp_path, umask):
+    db_path = tmp_path / "keys.db"
+    old_umask = os.umask(umask)
+    try:
+        store = SQLiteKeyStore(str(db_path))
+        try:
+            create_integration_key(store, "acme", bcrypt_cost=TEST_BCRYPT_COST)
+            files = [db_path.with_name(db_path.name + suffix) for suffix in ("", "-wal", "-shm")]
+            assert {path.name: mode(path) for path in files} == {path.name: 0o600 for path in files}
+        finally:
+            store.close()
+    finally:
+        os.umask(old_umask)
+
+
+def test_an_existing_files_mode_is_left_alone(db_path):
+    db_path.touch(mode=0o640)
+    db_path.chmod(0o640)
+    store = SQLiteKeyStore(str(db_path))
+    try:
+        create_integration_key(store, "acme", bcrypt_cost=TEST_BCRYPT_COST)
+        assert mode(db_path) == 0o640
+    finally:
+        store.close()

@@ -13,6 +13,7 @@ thread gets its own connection, and writers wait on a lock for a while
 
 import contextlib
 import datetime
+import os
 import sqlite3
 import threading
 import time
@@ -89,6 +90,22 @@ def _describe(error):
     return f"{error} ({name})" if name else str(error)
 
 
+def _create_if_missing(path):
+    """Create the database file with mode 0600, whatever the umask, unless it exists.
+
+    It holds key hashes: SQLite would create it 0644 less the umask, and gives the -wal and -shm
+    files it creates the database file's mode. An existing file keeps the mode it has.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have taken bits from the mode given to open
+    finally:
+        os.close(fd)
+
+
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
@@ -102,7 +119,10 @@ class SQLiteKeyStore(KeyStore):
         self._connections = []
         self._connections_lock = threading.Lock()
         try:
+            _create_if_missing(path)
             self._create_schema_in_turn()
+        except OSError as e:
+            raise StoreError(f"store sqlite:{path}: cannot open: {e.strerror}") from None
         except sqlite3.Error as e:
             self.close()
             raise StoreError(f"store sqlite:{path}: cannot open: {_describe(e)}") from None
