@@ -357,9 +357,6 @@ class SQLiteKeyStore(KeyStore):
             raise NotFound(f"no autojoin key has fingerprint {fingerprint_prefix}")
         return owner, fingerprint_of(key_sha256)
 
-    def check(self):
-        self._read("SELECT 1", ())
-
     def close(self):
         with self._connections_lock:
             connections, self._connections = self._connections, []
