@@ -18,9 +18,9 @@ import threading
 import pytest
 
 from tests.consumer import token_header, verify_token
-from tests.httpclient import exchange
-from tests.support import ALGS, TEST_BCRYPT_COST
-from tests.zipapp_service import GENERATED_KEY_ID, error_line, only_line
+from tests.httpclient import exchange, request
+from tests.support import ALGS, TEST_BCRYPT_COST, remove_database
+from tests.zipapp_service import GENERATED_KEY_ID, error_line, json_lines, only_line
 
 
 def integration_claims(service, api_key):
@@ -114,6 +114,29 @@ def test_keys_created_while_the_service_runs_work_at_once(tools, zipapp_services
     assert integration_claims(service, third.api_key)["int_id"] == "globex"
     assert autojoin_claims(service, autojoin.api_key)["org"] == "example-org"
     assert integration_claims(service, first.api_key)["key_id"] == first.key_id
+
+
+def test_a_database_deleted_and_written_anew_under_the_service(tools, zipapp_services, db_path):
+    old = tools.create_integration(db_path, "acme")
+    service = zipapp_services.start("-key-cache-ttl", "0", store_path=db_path)
+    assert integration_claims(service, old.api_key)["key_id"] == old.key_id
+
+    remove_database(db_path)
+    for _ in range(3):
+        assert request(service.base_url, "GET", "/ready").status == 503
+        assert exchange(service.base_url, "integration", old.api_key).status == 503
+    new = tools.create_integration(db_path, "acme")
+    assert integration_claims(service, new.api_key)["key_id"] == new.key_id
+    assert_refused(service, "integration", old.api_key)
+    assert request(service.base_url, "GET", "/ready").status == 200
+
+    store_lines = [
+        (line["severity"], line["message"])
+        for line in json_lines(service.output())
+        if line["logger"] == "token_exchange.store.sqlite"
+    ]
+    assert [severity for severity, _ in store_lines] == ["ERROR", "WARNING"]  # one line per change
+    assert "deleted" in store_lines[0][1] and str(db_path) in store_lines[0][1]
 
 
 # create-integration's flags.
