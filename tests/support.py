@@ -55,6 +55,17 @@ MALFORMED = {
 }
 
 
+# SQLite files.
+
+SQLITE_SUFFIXES = ("", "-wal", "-shm")
+
+
+def remove_database(db_path):
+    """Remove an SQLite database as an operator would: the file and its -wal and -shm files."""
+    for suffix in SQLITE_SUFFIXES:
+        db_path.with_name(db_path.name + suffix).unlink(missing_ok=True)
+
+
 # Metrics, read from a registry as Prometheus would scrape it.
 
 ALLOWED_LABELS = {"code", "method", "operation", "audience", "result", "le"}

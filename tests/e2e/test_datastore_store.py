@@ -179,6 +179,28 @@ def test_a_datastore_error_quoting_an_autojoin_key_never_shows_it(client, ds_ser
         assert autojoin_key not in message and new_key not in message, message
 
 
+@pytest.mark.parametrize("method", ["Lookup", "RunQuery"])
+def test_ready_fails_when_either_read_of_an_exchange_fails(ds_service, fault_server, method):
+    service = ds_service(integration_ns=unique("ns-i"), platform_ns=unique("ns-p"))
+    fault_server.clear_calls()
+    assert request(service.base_url, "GET", "/ready").status == 200
+    # The reads of the two exchanges: a get of an integration key, a keys-only query on an autojoin key's value,
+    # each in its namespace.
+    reads = {name: r for name, r in fault_server.requests}
+    (key,) = reads["Lookup"].keys
+    assert key.partition_id.namespace_id == service.key_store.integration_ns
+    assert [element.kind for element in key.path] == ["IntegrationMeta", "IntegrationAPIKey"]
+    query = reads["RunQuery"]
+    assert query.partition_id.namespace_id == service.key_store.platform_ns
+    assert [kind.name for kind in query.query.kind] == ["APIKey"]
+
+    fault_server.fail_with(grpc.StatusCode.PERMISSION_DENIED, methods=[method])
+    response = request(service.base_url, "GET", "/ready")
+    assert (response.status, response.body) == (503, b"Key store unavailable, retry later\n")
+    fault_server.heal()
+    assert request(service.base_url, "GET", "/ready").status == 200
+
+
 def test_store_down_is_503_and_service_reconnects_when_it_returns(ds_service, fault_server, monkeypatch):
     # A store of its own, so this test can stop it and bring it back on the same address.
     own = DatastoreTestServer(project=PROJECT)

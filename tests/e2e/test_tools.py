@@ -8,7 +8,9 @@ verified as a consumer does; keys made by generate-jwk sign those tokens.
 import base64
 import hashlib
 import json
+import os
 import re
+import resource
 import sqlite3
 import stat
 import threading
@@ -16,9 +18,9 @@ import threading
 import pytest
 
 from tests.consumer import token_header, verify_token
-from tests.httpclient import exchange
-from tests.support import ALGS, TEST_BCRYPT_COST
-from tests.zipapp_service import GENERATED_KEY_ID, error_line, only_line
+from tests.httpclient import exchange, request
+from tests.support import ALGS, TEST_BCRYPT_COST, remove_database
+from tests.zipapp_service import GENERATED_KEY_ID, error_line, json_lines, only_line
 
 
 def integration_claims(service, api_key):
@@ -112,6 +114,29 @@ def test_keys_created_while_the_service_runs_work_at_once(tools, zipapp_services
     assert integration_claims(service, third.api_key)["int_id"] == "globex"
     assert autojoin_claims(service, autojoin.api_key)["org"] == "example-org"
     assert integration_claims(service, first.api_key)["key_id"] == first.key_id
+
+
+def test_a_database_deleted_and_written_anew_under_the_service(tools, zipapp_services, db_path):
+    old = tools.create_integration(db_path, "acme")
+    service = zipapp_services.start("-key-cache-ttl", "0", store_path=db_path)
+    assert integration_claims(service, old.api_key)["key_id"] == old.key_id
+
+    remove_database(db_path)
+    for _ in range(3):
+        assert request(service.base_url, "GET", "/ready").status == 503
+        assert exchange(service.base_url, "integration", old.api_key).status == 503
+    new = tools.create_integration(db_path, "acme")
+    assert integration_claims(service, new.api_key)["key_id"] == new.key_id
+    assert_refused(service, "integration", old.api_key)
+    assert request(service.base_url, "GET", "/ready").status == 200
+
+    store_lines = [
+        (line["severity"], line["message"])
+        for line in json_lines(service.output())
+        if line["logger"] == "token_exchange.store.sqlite"
+    ]
+    assert [severity for severity, _ in store_lines] == ["ERROR", "WARNING"]  # one line per change
+    assert "deleted" in store_lines[0][1] and str(db_path) in store_lines[0][1]
 
 
 # create-integration's flags.
@@ -356,6 +381,78 @@ def test_invalid_ids_are_refused(tools, db_path, args, message):
     if db_path.exists():  # nothing was created
         assert rows(db_path, "SELECT * FROM integrations") == []
         assert rows(db_path, "SELECT * FROM integration_keys") == []
+
+
+# A write that fails says why.
+
+
+def no_file_may_grow():
+    """In the tool's process: any write that would grow a file fails (EFBIG), as on a full disk; root too."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+
+
+def test_a_failing_write_reports_the_real_error(tools, zipapp_services, db_path):
+    tools.create_integration(db_path, "globex")  # this first run also unpacks the zipapp, which writes files
+    # The running service keeps the WAL and shared-memory files in place, so the tool opens the database
+    # without growing any file and fails at its first write: the WAL frames of its transaction.
+    zipapp_services.start(store_path=db_path)
+    done = tools.run(
+        "create-integration",
+        "-store",
+        f"sqlite:{db_path}",
+        "-integration-id",
+        "acme",
+        "-bcrypt-cost",
+        TEST_BCRYPT_COST,
+        preexec_fn=no_file_may_grow,
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    line = error_line(done, "create-integration")
+    # SQLite's own words for the failed write, not those of a ROLLBACK that followed it.
+    assert re.fullmatch(
+        r"create-integration: error: sqlite write failed: (disk I/O error|database or disk is full).*", line
+    ), line
+    assert rows(db_path, "SELECT integration_id FROM integrations") == [("globex",)]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="file modes do not stop root from writing")
+def test_a_read_only_database_reports_the_real_error(tools, db_path):
+    tools.create_integration(db_path, "acme")
+    db_path.chmod(0o400)
+    try:
+        done = tools.run(
+            "create-integration",
+            "-store",
+            f"sqlite:{db_path}",
+            "-integration-id",
+            "globex",
+            "-bcrypt-cost",
+            TEST_BCRYPT_COST,
+        )
+    finally:
+        for path in db_path.parent.glob(db_path.name + "*"):  # SQLite gives -wal and -shm the database's mode
+            path.chmod(0o600)
+    assert done.returncode == 1
+    line = error_line(done, "create-integration")
+    assert "sqlite write failed: attempt to write a readonly database" in line, line
+    assert rows(db_path, "SELECT integration_id FROM integrations") == [("acme",)]
+
+
+def test_the_database_a_tool_creates_is_0600(tools, db_path):
+    # umask 0: the mode must come from the tool, not from the caller's umask.
+    done = tools.run(
+        "create-integration",
+        "-store",
+        f"sqlite:{db_path}",
+        "-integration-id",
+        "acme",
+        "-bcrypt-cost",
+        TEST_BCRYPT_COST,
+        umask=0,
+    )
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
 
 
 # No plaintext at rest.

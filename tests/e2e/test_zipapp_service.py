@@ -296,7 +296,7 @@ def test_bad_flag_exits_2_with_one_line(service_pyz, zipapp_home, key_file, db_p
 @pytest.mark.parametrize(
     "store,problem",
     [
-        ("{tmp}/no-such-dir/keys.db", "unable to open"),
+        ("{tmp}/no-such-dir/keys.db", "No such file or directory"),
         ("{tmp}", "unable to open"),
         ("{tmp}/not-a-database.db", "not a database"),
     ],

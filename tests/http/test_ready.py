@@ -2,7 +2,7 @@
 
 import threading
 
-from tests.httpclient import request
+from tests.httpclient import exchange, request
 from token_exchange.store import StoreUnavailable
 
 
@@ -35,3 +35,18 @@ def test_ready_answers_503_when_the_store_is_too_slow(start_service, monkeypatch
         answer.set()
     assert response.status == 503
     assert response.body == b"Key store unavailable, retry later\n"
+
+
+def test_ready_answers_503_when_the_sqlite_files_are_corrupted(service, db_path, integration_key):
+    key = integration_key()
+    assert exchange(service.base_url, "integration", key.api_key).status == 200
+    assert request(service.base_url, "GET", "/ready").status == 200
+    for suffix in ("-wal", "-shm"):  # overwritten in place, as the service has them open
+        path = db_path.with_name(db_path.name + suffix)
+        path.write_bytes(b"\x5a" * path.stat().st_size)
+
+    response = exchange(service.base_url, "integration", key.api_key)
+    assert (response.status, response.body) == (503, b"Key store unavailable, retry later\n")
+    # /ready reads what an exchange reads, so it says the same.
+    response = request(service.base_url, "GET", "/ready")
+    assert (response.status, response.body) == (503, b"Key store unavailable, retry later\n")

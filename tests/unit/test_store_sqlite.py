@@ -1,11 +1,15 @@
 """The embedded SQLite store: no plaintext at rest, WAL, shared by service and tools."""
 
+import logging
+import os
+import pathlib
 import sqlite3
+import stat
 import threading
 
 import pytest
 
-from tests.support import TEST_BCRYPT_COST
+from tests.support import TEST_BCRYPT_COST, remove_database
 from token_exchange.store import AlreadyExists, NotFound, StoreError, StoreUnavailable, open_store
 from token_exchange.store.sqlite import SQLiteKeyStore
 from token_exchange.tools.provisioning import create_autojoin_key, create_integration_key
@@ -176,3 +180,120 @@ def test_many_openers_of_a_new_file_all_succeed(tmp_path):
             assert store.get_integration_key("acme", "ki_x") is None
             store.close()
         assert failed == []
+
+
+def mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022, 0o077, 0o377], ids=["000", "022", "077", "377"])
+def test_files_it_creates_are_0600_whatever_the_umask(tmp_path, umask):
+    db_path = tmp_path / "keys.db"
+    old_umask = os.umask(umask)
+    try:
+        store = SQLiteKeyStore(str(db_path))
+        try:
+            create_integration_key(store, "acme", bcrypt_cost=TEST_BCRYPT_COST)
+            files = [db_path.with_name(db_path.name + suffix) for suffix in ("", "-wal", "-shm")]
+            assert {path.name: mode(path) for path in files} == {path.name: 0o600 for path in files}
+        finally:
+            store.close()
+    finally:
+        os.umask(old_umask)
+
+
+def test_an_existing_files_mode_is_left_alone(db_path):
+    db_path.touch(mode=0o640)
+    db_path.chmod(0o640)
+    store = SQLiteKeyStore(str(db_path))
+    try:
+        create_integration_key(store, "acme", bcrypt_cost=TEST_BCRYPT_COST)
+        assert mode(db_path) == 0o640
+    finally:
+        store.close()
+
+
+# The file deleted or replaced under an open store.
+
+
+def open_files_of_this_process():
+    fds = pathlib.Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc/self/fd")
+    found = []
+    for fd in fds.iterdir():
+        try:
+            found.append(os.readlink(fd))
+        except OSError:  # closed meanwhile
+            pass
+    return found
+
+
+def store_messages(caplog):
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "token_exchange.store.sqlite"]
+
+
+def test_a_deleted_file_is_unavailable_and_no_longer_held_open(store, db_path, integration_key, caplog):
+    key = integration_key()
+    assert any(path.startswith(str(db_path)) for path in open_files_of_this_process())
+    remove_database(db_path)
+    with pytest.raises(StoreUnavailable, match="no database file"):
+        store.get_integration_key("acme", key.key_id)
+    with pytest.raises(StoreUnavailable, match="no database file"):
+        store.check()
+    with pytest.raises(StoreUnavailable, match="no database file"):
+        store.ensure_integration("globex")  # a tool writes no empty database in its place either
+    assert not db_path.exists()
+    assert [path for path in open_files_of_this_process() if path.startswith(str(db_path))] == []
+    assert [level for level, _ in store_messages(caplog)] == ["ERROR"]
+
+
+def test_a_replaced_file_is_read_from_then_on(store, db_path, integration_key, caplog):
+    old = integration_key()
+    remove_database(db_path)
+    other = SQLiteKeyStore(str(db_path))
+    try:
+        new = create_integration_key(other, "acme", bcrypt_cost=TEST_BCRYPT_COST)
+    finally:
+        other.close()
+    assert store.get_integration_key("acme", old.key_id) is None
+    assert store.get_integration_key("acme", new.key_id).key_id == new.key_id
+    store.check()
+    ((level, message),) = store_messages(caplog)
+    assert level == "ERROR" and "replaced" in message and str(db_path) in message
+
+
+def test_threads_reading_while_the_file_is_replaced_see_one_change(store, db_path, integration_key, caplog):
+    caplog.set_level(logging.INFO)
+    old = integration_key()
+    stop = threading.Event()
+    failures = []
+
+    def keep_reading():
+        while not stop.is_set():
+            try:
+                store.get_integration_key("acme", old.key_id)
+            except StoreUnavailable:
+                pass  # while no file, or a file without tables yet, is at the path: a 503, as it should be
+            except Exception as e:
+                failures.append(repr(e))
+
+    readers = [threading.Thread(target=keep_reading) for _ in range(4)]
+    for reader in readers:
+        reader.start()
+    try:
+        remove_database(db_path)
+        other = SQLiteKeyStore(str(db_path))
+        try:
+            new = create_integration_key(other, "acme", bcrypt_cost=TEST_BCRYPT_COST)
+        finally:
+            other.close()
+    finally:
+        stop.set()
+        for reader in readers:
+            reader.join(30)
+    assert failures == []
+    assert store.get_integration_key("acme", new.key_id).key_id == new.key_id
+    assert store.get_integration_key("acme", old.key_id) is None
+    # One line for each change the readers saw: the file replaced, or gone and then back.
+    assert [level for level, _ in store_messages(caplog)] in (["ERROR"], ["ERROR", "WARNING"])

@@ -34,6 +34,11 @@ class Ambiguous(StoreError):
     """A fingerprint prefix that names more than one key."""
 
 
+# What the readiness check looks up; whether they exist does not matter, only that the reads answer.
+PROBE_INTEGRATION_ID = "ready-probe"
+PROBE_KEY_ID = "ki_ready-probe"
+PROBE_AUTOJOIN_KEY = "ready-probe"
+
 # Shown for an autojoin key instead of the key: enough to tell keys apart.
 FINGERPRINT_HEX_DIGITS = 12
 MIN_FINGERPRINT_PREFIX = 6
@@ -170,9 +175,14 @@ class KeyStore(abc.ABC):
         NotFound when none matches, Ambiguous when more than one does.
         """
 
-    @abc.abstractmethod
     def check(self) -> None:
-        """Raise StoreUnavailable unless the store answers."""
+        """Raise StoreUnavailable unless the store answers the reads an exchange makes.
+
+        A store can answer a trivial request while every exchange fails (a corrupted file, a refused
+        query), so this runs both read paths themselves, in the namespaces and tables the exchanges use.
+        """
+        self.get_integration_key(PROBE_INTEGRATION_ID, PROBE_KEY_ID)
+        self.find_autojoin_org(PROBE_AUTOJOIN_KEY)
 
     @abc.abstractmethod
     def close(self) -> None:

@@ -185,15 +185,6 @@ class DatastoreKeyStore(KeyStore):
             return None
         return results[0].key.parent.name
 
-    def check(self):
-        try:
-            self.client.get(
-                self.client.key(INTEGRATION_META_KIND, "health-check", namespace=self.integration_ns),
-                **self._call_options(),
-            )
-        except _CALL_FAILED as e:
-            raise self._unavailable("lookup", e) from None
-
     # Write path (tools): entities exactly as the Go tools write them.
 
     def _write(self, operation, fn, secret=None):

@@ -6,15 +6,25 @@ secret is stored: integration keys keep their bcrypt (or SHA-256) hash, and
 autojoin keys, which carry no id to look up by, are kept and found by their
 SHA-256.
 
-WAL mode lets the service read while a tool writes to the same file; each
-thread gets its own connection, and writers wait on a lock for a while
-(busy timeout) instead of failing at once.
+WAL mode lets the service read while a tool writes to the same file. A
+connection serves one thread at a time (a small pool of them), and writers
+wait on a lock for a while (busy timeout) instead of failing at once.
+
+Open connections would keep reading a file deleted or replaced under them
+for as long as the process runs, so every call first checks that the file at
+the path is the one they read: a new file there is read from then on, and
+while there is none every call is StoreUnavailable (503, not ready).
 """
 
+import contextlib
 import datetime
+import logging
+import os
 import sqlite3
 import threading
 import time
+import urllib.parse
+from typing import Optional
 
 from token_exchange.store.base import (
     ACTIVE,
@@ -34,6 +44,8 @@ from token_exchange.store.base import (
     pick_by_fingerprint,
 )
 from token_exchange.verification.secrethash import hash_scheme, sha256_hex
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -81,6 +93,29 @@ CREATE TABLE IF NOT EXISTS autojoin_keys (
 """
 
 
+def _describe(error):
+    """SQLite's message, with its error code's name where Python gives it (3.11+): "disk I/O error"
+    alone does not say whether a read or a write failed."""
+    name = getattr(error, "sqlite_errorname", None)
+    return f"{error} ({name})" if name else str(error)
+
+
+def _create_if_missing(path):
+    """Create the database file with mode 0600, whatever the umask, unless it exists.
+
+    It holds key hashes: SQLite would create it 0644 less the umask, and gives the -wal and -shm
+    files it creates the database file's mode. An existing file keeps the mode it has.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)  # the umask may have taken bits from the mode given to open
+    finally:
+        os.close(fd)
+
+
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
@@ -90,26 +125,104 @@ class SQLiteKeyStore(KeyStore):
         self.path = path
         self.integration_ns = integration_ns
         self.platform_ns = platform_ns
-        self._local = threading.local()
-        self._connections = []
-        self._connections_lock = threading.Lock()
+        self._abspath = os.path.abspath(path)
+        # mode=rw: connections open the file at the path but never create one, so a deleted file is
+        # not silently replaced by an empty database.
+        self._uri = "file://" + urllib.parse.quote(os.fsencode(self._abspath)) + "?mode=rw"
+        self._lock = threading.Lock()
+        self._idle: list[sqlite3.Connection] = []  # connections to the current file, not in use
+        self._file: Optional[tuple[int, int]] = None  # (st_dev, st_ino) of the file read; None: none there
+        self._generation = 0  # counts changes of file: a connection from before one is closed, not reused
+        self._closed = False
         try:
+            _create_if_missing(path)
+            self._file = self._stat()
             self._create_schema_in_turn()
+        except OSError as e:
+            raise StoreError(f"store sqlite:{path}: cannot open: {e.strerror}") from None
         except sqlite3.Error as e:
             self.close()
-            raise StoreError(f"store sqlite:{path}: cannot open: {e}") from None
+            raise StoreError(f"store sqlite:{path}: cannot open: {_describe(e)}") from None
 
+    def _stat(self):
+        """(st_dev, st_ino) of the file at the path, or None when there is none."""
+        try:
+            st = os.stat(self._abspath)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _follow_file(self):
+        """Make sure connections read the file now at the path; StoreUnavailable when there is none.
+
+        Checked on every call: a stat costs about 2 us, beside the SQLite lookup (a few us) and the
+        hand-off to a store thread every call pays anyway, and the service reaches the store only on a
+        record-cache miss. Checking once per interval instead would save little and serve a deleted
+        file meanwhile.
+        """
+        try:
+            if self._stat() != self._file:
+                self._switch_file()
+        except OSError as e:
+            raise StoreUnavailable(f"sqlite:{self.path}: {e.strerror}") from None
+        if self._file is None:
+            raise StoreUnavailable(f"sqlite:{self.path}: no database file at this path")
+
+    def _switch_file(self):
+        """Drop the connections to the previous file; say once what happened."""
+        with self._lock:
+            # Looked at again under the lock: another thread may have switched since this one looked.
+            current, previous = self._stat(), self._file
+            if current == previous:
+                return
+            self._file = current
+            self._generation += 1
+            stale, self._idle = self._idle, []
+            # Logged under the lock, so that the lines of changes close together come in their order.
+            if current is None:
+                log.error(
+                    "key store sqlite:%s: the database file was deleted or moved away; answering 503 until one"
+                    " is at this path again",
+                    self.path,
+                )
+            elif previous is None:
+                log.warning("key store sqlite:%s: a database file is at this path again; reading it", self.path)
+            else:
+                log.error(
+                    "key store sqlite:%s: the database file was replaced by another; reading the new one", self.path
+                )
+        for conn in stale:  # those in use are closed when they come back
+            conn.close()
+
+    @contextlib.contextmanager
     def _connection(self):
-        conn = getattr(self._local, "conn", None)
+        """A connection to the file at the path, used by this thread alone until the block ends."""
+        self._follow_file()
+        with self._lock:
+            generation = self._generation
+            conn = self._idle.pop() if self._idle else None
         if conn is None:
-            # Autocommit mode: reads need no transaction, writes open one explicitly.
-            conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
-            )
+            conn = self._connect()
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                keep = generation == self._generation and not self._closed and not conn.in_transaction
+                if keep:
+                    self._idle.append(conn)
+            if not keep:
+                conn.close()
+
+    def _connect(self):
+        # Autocommit mode: reads need no transaction, writes open one explicitly.
+        conn = sqlite3.connect(
+            self._uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
+        )
+        try:
             conn.execute("PRAGMA foreign_keys = ON")
-            self._local.conn = conn
-            with self._connections_lock:
-                self._connections.append(conn)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _create_schema_in_turn(self):
@@ -120,18 +233,18 @@ class SQLiteKeyStore(KeyStore):
         """
         deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
         while True:
-            try:
-                return self._create_schema()
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or time.monotonic() > deadline:
-                    raise
-                conn = self._connection()
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                time.sleep(SCHEMA_RETRY_SECONDS)
+            with self._connection() as conn:
+                try:
+                    return self._create_schema(conn)
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or time.monotonic() > deadline:
+                        raise
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+            time.sleep(SCHEMA_RETRY_SECONDS)
 
-    def _create_schema(self):
-        conn = self._connection()
+    @staticmethod
+    def _create_schema(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(f"schema version {version} is newer than this program knows")
@@ -147,31 +260,37 @@ class SQLiteKeyStore(KeyStore):
 
     def _read(self, sql, params):
         try:
-            return self._connection().execute(sql, params).fetchone()
+            with self._connection() as conn:
+                return conn.execute(sql, params).fetchone()
         except sqlite3.Error as e:
-            raise StoreUnavailable(f"sqlite read failed: {e}") from None
+            raise StoreUnavailable(f"sqlite read failed: {_describe(e)}") from None
 
     def _read_all(self, sql, params):
         try:
-            return self._connection().execute(sql, params).fetchall()
+            with self._connection() as conn:
+                return conn.execute(sql, params).fetchall()
         except sqlite3.Error as e:
-            raise StoreUnavailable(f"sqlite read failed: {e}") from None
+            raise StoreUnavailable(f"sqlite read failed: {_describe(e)}") from None
 
     def _write(self, statements):
         """Run (sql, params) pairs in one immediate transaction."""
-        conn = self._connection()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                results = [conn.execute(sql, params).rowcount for sql, params in statements]
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+            with self._connection() as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    results = [conn.execute(sql, params).rowcount for sql, params in statements]
+                    conn.execute("COMMIT")
+                except BaseException:
+                    # SQLite ends the transaction itself on some failures (a full disk, an I/O error): a
+                    # ROLLBACK then fails too, and its error must not replace the one that matters.
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
         except sqlite3.IntegrityError as e:
             raise AlreadyExists(str(e)) from None
         except sqlite3.Error as e:
-            raise StoreUnavailable(f"sqlite write failed: {e}") from None
+            raise StoreUnavailable(f"sqlite write failed: {_describe(e)}") from None
         return results
 
     def get_integration_key(self, integration_id, key_id):
@@ -325,11 +444,9 @@ class SQLiteKeyStore(KeyStore):
             raise NotFound(f"no autojoin key has fingerprint {fingerprint_prefix}")
         return owner, fingerprint_of(key_sha256)
 
-    def check(self):
-        self._read("SELECT 1", ())
-
     def close(self):
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for conn in idle:  # those in use are closed when they come back
             conn.close()

@@ -1,4 +1,4 @@
-"""GET /ready: 200 when the key store answers within the store timeout, else 503.
+"""GET /ready: 200 when the key store answers the reads an exchange makes within the store timeout, else 503.
 
 For load balancers that should send no traffic to an instance whose store
 is unreachable. /health stays as the Go service has it: the process answers.
