@@ -304,17 +304,21 @@ def test_one_client_holds_at_most_half_the_pending_bound_rounded_up(max_pending,
 
 
 def test_a_client_share_counts_checks_of_every_outcome_until_each_finishes():
-    admission = Admission(max_pending=4)
+    admission = Admission(max_pending=4)  # a share of 2
     admission.admit("ki_a", CLIENT)
     admission.admit("ki_b", CLIENT)
     with pytest.raises(Overloaded):
         admission.admit("ki_c", CLIENT)
-    admission.finish("ki_a", CLIENT, None)
+    admission.finish("ki_a", CLIENT, None)  # one place back, no more
     admission.admit("ki_c", CLIENT)
+    with pytest.raises(Overloaded):
+        admission.admit("ki_d", CLIENT)
     admission.finish("ki_b", CLIENT, False)
-    admission.finish("ki_c", CLIENT, True)
+    admission.finish("ki_c", CLIENT, True)  # both places back, no more
     admission.admit("ki_d", CLIENT)
     admission.admit("ki_e", CLIENT)
+    with pytest.raises(Overloaded, match="for this client"):
+        admission.admit("ki_f", CLIENT)
     assert admission.pending == 2
 
 
