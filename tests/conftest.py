@@ -105,9 +105,11 @@ class RunningService:
         public_jwks=None,
         access_log="all",
         server_options=None,
+        trusted_proxies=0,
         **store_options,
     ):
-        """verifier_options go to KeyVerifier (verify, events, clock, ...); server_options to ServiceHTTPServer.
+        """verifier_options go to KeyVerifier (verify, events, clock, ...); server_options to ServiceHTTPServer;
+        trusted_proxies to make_app.
 
         key_cache_ttl is 0 unless given, so tests see each store change at once; access_log is
         "all" unless given, so tests see the line of every request.
@@ -131,6 +133,7 @@ class RunningService:
             in_flight=self.in_flight,
             metrics=self.metrics,
             access_log=access_log,
+            trusted_proxies=trusted_proxies,
         )
         sock, self.port = tornado.testing.bind_unused_port()
         self.base_url = f"http://127.0.0.1:{self.port}"

@@ -556,6 +556,19 @@ def test_key_cache_ttl_reuses_the_record_within_its_bound(zipapp_services, integ
     assert exchange(service.base_url, "integration", key.api_key).status == 200
 
 
+def test_trusted_proxies_lets_x_forwarded_for_tell_clients_apart(zipapp_services, integration_key):
+    # The flag reaches the limits on bcrypt checks: behind one proxy (every request comes from 127.0.0.1),
+    # the client that failed is throttled whatever secret it sends, and another client is not.
+    key = integration_key()
+    prefix, secret = key.api_key.rsplit(".", 1)
+    service = zipapp_services.start("-trusted-proxies", "1")
+    attacker, holder = [("X-Forwarded-For", "198.51.100.7")], [("X-Forwarded-For", "198.51.100.8")]
+    for n in range(5):
+        assert exchange(service.base_url, "integration", f"{prefix}.{secret[:-2]}{n:02d}", attacker).status == 401
+    assert exchange(service.base_url, "integration", key.api_key, attacker).status == 429
+    assert exchange(service.base_url, "integration", key.api_key, holder).status == 200
+
+
 def test_metrics_are_served_over_http(zipapp_services, integration_key):
     key = integration_key("acme")
     service = zipapp_services.start()

@@ -39,6 +39,7 @@ FLAGS = [
     ("store-timeout", "STORE_TIMEOUT", "store_timeout", 3.0, "0.5", 0.5),
     ("key-cache-ttl", "KEY_CACHE_TTL", "key_cache_ttl", 5.0, "0", 0.0),
     ("max-pending-verifications", "MAX_PENDING_VERIFICATIONS", "max_pending_verifications", 64, "8", 8),
+    ("trusted-proxies", "TRUSTED_PROXIES", "trusted_proxies", 0, "1", 1),
     ("log-format", "LOG_FORMAT", "log_format", None, "text", "text"),
     ("access-log", "ACCESS_LOG", "access_log", "errors", "all", "all"),
     ("shutdown-grace", "SHUTDOWN_GRACE", "shutdown_grace", 30.0, "5", 5.0),
@@ -87,6 +88,7 @@ def test_defaults_are_those_of_the_spec():
         "store_timeout": 3.0,
         "key_cache_ttl": 5.0,
         "max_pending_verifications": 64,
+        "trusted_proxies": 0,  # X-Forwarded-For is never read
         "log_format": None,  # chosen at start-up: text on a terminal, else json
         "access_log": "errors",  # requests answered 4xx or 5xx
         "shutdown_grace": 30.0,
@@ -122,6 +124,16 @@ def test_invalid_key_cache_ttl_is_refused(capsys, value):
 @pytest.mark.parametrize("value", ["0", "-1", "1.5", "many", ""])
 def test_invalid_max_pending_verifications_is_refused(capsys, value):
     assert "invalid number" in refused(capsys, ["-max-pending-verifications", value])
+
+
+@pytest.mark.parametrize("value,count", [("0", 0), ("2", 2), ("10", 10)])
+def test_trusted_proxies_range(value, count):
+    assert parse_config(["-trusted-proxies", value], {}).trusted_proxies == count
+
+
+@pytest.mark.parametrize("value", ["-1", "11", "1.5", "one", " 1", "", "1" + "0" * 30])
+def test_invalid_trusted_proxies_is_refused(capsys, value):
+    assert "expected a whole number from 0 to 10" in refused(capsys, ["-trusted-proxies", value])
 
 
 @pytest.mark.parametrize("spelling", SPELLINGS)

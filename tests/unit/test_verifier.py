@@ -18,9 +18,11 @@ from token_exchange.verification.verifier import (
     Throttled,
     parse_presented_integration_key,
 )
+from token_exchange.verification.verifycache import VerificationCache
 
 SECRET = b"s" * 43
 API_KEY = "mlabk.cii_acme.ki_0123456789abcdef." + SECRET.decode()
+CLIENT = "192.0.2.1"
 
 
 class Store:
@@ -78,7 +80,7 @@ def test_bcrypt_checks_run_on_the_hashing_pool(pools):
         return verify_secret(secret, stored_hash)
 
     verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4), verify=verify)
-    identity = asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY)))
+    identity = asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
     assert (identity.integration_id, identity.key_id, identity.tier) == ("acme", "ki_0123456789abcdef", 2)
     assert len(threads) == 1 and threads[0].startswith("hash-pool")
 
@@ -103,10 +105,10 @@ def test_refused_checks_are_reported_with_their_reason(pools):
     wrong = [API_KEY[:-1] + c for c in "xyz"]
 
     async def scenario():
-        held = asyncio.ensure_future(verifier.verify_integration_key(parse_presented_integration_key(wrong[0])))
+        held = asyncio.ensure_future(verifier.verify_integration_key(parse_presented_integration_key(wrong[0]), CLIENT))
         await until_started(1)
         with pytest.raises(Overloaded) as overloaded:
-            await verifier.verify_integration_key(parse_presented_integration_key(wrong[1]))
+            await verifier.verify_integration_key(parse_presented_integration_key(wrong[1]), CLIENT)
         release.set()
         with pytest.raises(InvalidKey, match="secret does not match"):
             await held
@@ -114,7 +116,7 @@ def test_refused_checks_are_reported_with_their_reason(pools):
 
     overloaded = asyncio.run(scenario())
     assert overloaded.retry_after_seconds == 1
-    assert str(overloaded) == "1 checks already pending (integration=acme key_id=ki_0123456789abcdef)"
+    assert str(overloaded) == "1 checks already pending (integration=acme key_id=ki_0123456789abcdef client=192.0.2.1)"
     assert ("refused", "overloaded") in events.seen
 
     events.seen.clear()
@@ -123,12 +125,12 @@ def test_refused_checks_are_reported_with_their_reason(pools):
 
     async def throttled_scenario():
         held = [
-            asyncio.ensure_future(verifier.verify_integration_key(parse_presented_integration_key(secret)))
+            asyncio.ensure_future(verifier.verify_integration_key(parse_presented_integration_key(secret), CLIENT))
             for secret in wrong[:MAX_CONCURRENT_PER_KEY]
         ]
         await until_started(MAX_CONCURRENT_PER_KEY)
         with pytest.raises(Throttled) as throttled:
-            await verifier.verify_integration_key(parse_presented_integration_key(wrong[2]))
+            await verifier.verify_integration_key(parse_presented_integration_key(wrong[2]), CLIENT)
         release.set()
         for future in held:
             with pytest.raises(InvalidKey):
@@ -145,29 +147,51 @@ def test_a_throttled_key_names_itself_and_the_seconds_left(pools):
     verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4), clock=clock, max_failures_per_key=1)
     wrong = parse_presented_integration_key(API_KEY[:-1] + "x")
     with pytest.raises(InvalidKey, match=r"^secret does not match \(integration=acme key_id=ki_0123456789abcdef\)$"):
-        asyncio.run(verifier.verify_integration_key(wrong))
+        asyncio.run(verifier.verify_integration_key(wrong, CLIENT))
     clock.now += 20.5
     with pytest.raises(Throttled) as throttled:
-        asyncio.run(verifier.verify_integration_key(wrong))
+        asyncio.run(verifier.verify_integration_key(wrong, CLIENT))
     assert throttled.value.retry_after_seconds == 40
-    assert str(throttled.value) == "1 failed checks within 60 s (integration=acme key_id=ki_0123456789abcdef)"
+    assert (
+        str(throttled.value)
+        == "1 failed checks within 60 s (integration=acme key_id=ki_0123456789abcdef client=192.0.2.1)"
+    )
+
+
+def test_failures_throttle_the_client_that_made_them_and_not_the_key_holder(pools):
+    # A cache that keeps nothing: every exchange of the holder needs a check, as in a fresh process.
+    verifier = make_verifier(
+        pools, hash_secret(SECRET, bcrypt_cost=4), max_failures_per_key=1, verification_cache=VerificationCache(0)
+    )
+    wrong = parse_presented_integration_key(API_KEY[:-1] + "x")
+    with pytest.raises(InvalidKey):
+        asyncio.run(verifier.verify_integration_key(wrong, "192.0.2.66"))
+    with pytest.raises(Throttled, match=r"client=192\.0\.2\.66\)$"):
+        asyncio.run(verifier.verify_integration_key(wrong, "192.0.2.66"))
+    for _ in range(3):  # each check of the holder is admitted, and finished on the holder's own count
+        identity = asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
+        assert identity.key_id == "ki_0123456789abcdef"
+    with pytest.raises(InvalidKey):  # the holder's own failure counts against the holder
+        asyncio.run(verifier.verify_integration_key(wrong, CLIENT))
+    with pytest.raises(Throttled, match=r"client=192\.0\.2\.1\)$"):
+        asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
 
 
 @pytest.mark.parametrize("status", ["revoked", "Active", ""])
 def test_an_inactive_or_unknown_key_is_refused_with_its_reason(pools, status):
     verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4), status)
     with pytest.raises(InvalidKey, match=r"^key is not active \(integration=acme key_id=ki_0123456789abcdef\)$"):
-        asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY)))
+        asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
     unknown = parse_presented_integration_key(API_KEY.replace("ki_0123456789abcdef", "ki_1"))
     with pytest.raises(InvalidKey, match=r"^unknown key \(integration=acme key_id=ki_1\)$"):
-        asyncio.run(verifier.verify_integration_key(unknown))
+        asyncio.run(verifier.verify_integration_key(unknown, CLIENT))
 
 
 def test_store_calls_run_on_the_store_pool(pools):
     store_pool, hash_pool = pools
     store = Store(hash_secret(SECRET, bcrypt_cost=4))
     verifier = KeyVerifier(store, store_pool, hash_pool, 3.0)
-    asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY)))
+    asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
     assert asyncio.run(verifier.verify_autojoin_key("autojoin-key")) == "example-org"
     asyncio.run(verifier.check_store())
     assert len(store.threads) == 3
@@ -185,6 +209,6 @@ def test_a_store_slower_than_the_timeout_is_unavailable_with_the_bound_in_the_re
     verifier = KeyVerifier(SlowStore("unused"), store_pool, hash_pool, 0.25)
     try:
         with pytest.raises(StoreUnavailable, match=r"^no answer within 0\.25 s$"):
-            asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY)))
+            asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
     finally:
         answer.set()

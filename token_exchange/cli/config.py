@@ -11,6 +11,7 @@ from token_exchange.cli.flags import (
     port_number,
     positive_int,
     positive_seconds,
+    proxy_count,
 )
 from token_exchange.observability.logs import FORMATS
 from token_exchange.store import DEFAULT_INTEGRATION_NS, DEFAULT_PLATFORM_NS
@@ -56,6 +57,14 @@ def build_parser():
         "beyond this a cache-miss exchange is answered 503 with Retry-After",
         type=positive_int,
         default=DEFAULT_MAX_PENDING,
+    )
+    add_flag(
+        parser,
+        "trusted-proxies",
+        "proxies in front of the service that append the client's address to X-Forwarded-For; "
+        "the limits on bcrypt checks count clients by it (0: the header is never read)",
+        type=proxy_count,
+        default=0,
     )
     add_flag(
         parser,

@@ -105,6 +105,20 @@ def _tier(value):
     return tier
 
 
+# Proxies in front of the service that append to X-Forwarded-For: a chain longer than this is a mistake.
+MAX_TRUSTED_PROXIES = 10
+
+
+def _proxy_count(value):
+    try:
+        count = _decimal(value)
+    except ValueError:
+        count = -1
+    if not 0 <= count <= MAX_TRUSTED_PROXIES:
+        raise ValueError(f"invalid number {value!r}: expected a whole number from 0 to {MAX_TRUSTED_PROXIES}")
+    return count
+
+
 def _positive_int(value):
     try:
         number = _decimal(value)
@@ -139,6 +153,7 @@ port_number = checked(_port, "port")
 listen_address = checked(_listen_address, "listen address")
 tier_number = checked(_tier, "tier")
 positive_int = checked(_positive_int, "number")
+proxy_count = checked(_proxy_count, "number")
 store_spec = checked(check_store_spec, "store")
 
 

@@ -195,6 +195,7 @@ async def serve(config, keys, store, metrics, sockets):
         in_flight=in_flight,
         metrics=metrics,
         access_log=config.access_log,
+        trusted_proxies=config.trusted_proxies,
     )
     server = ServiceHTTPServer(
         app, in_flight=in_flight, accept_events=metrics.accept_events, max_body_size=MAX_BODY_BYTES

@@ -127,9 +127,10 @@ class KeyVerifier:
         self._events = events or VerifierEvents()
         self._in_flight: dict[bytes, asyncio.Future] = {}  # digest -> the bcrypt check running for it
 
-    async def verify_integration_key(self, key: IntegrationKey) -> IntegrationIdentity:
-        """The IntegrationIdentity of a parsed key (parse_presented_integration_key);
-        InvalidKey, Refused or StoreUnavailable otherwise."""
+    async def verify_integration_key(self, key: IntegrationKey, client: str) -> IntegrationIdentity:
+        """The IntegrationIdentity of a parsed key (parse_presented_integration_key) presented by client (the
+        address the limits on bcrypt checks count it by, web.clientaddr); InvalidKey, Refused or
+        StoreUnavailable otherwise."""
         lookup = (key.integration_id, key.key_id)
         record = self._records.get(lookup)
         if record is None:
@@ -144,9 +145,9 @@ class KeyVerifier:
             self._events.cache_hit()
         else:
             try:
-                matched = await self._check_secret(lookup, digest, key.secret, record.key_hash)
+                matched = await self._check_secret(lookup, client, digest, key.secret, record.key_hash)
             except Refused as e:
-                raise type(e)(f"{e} ({_where(key)})", e.retry_after_seconds) from None
+                raise type(e)(f"{e} ({_where(key)} client={client})", e.retry_after_seconds) from None
             if not matched:
                 raise InvalidKey(f"secret does not match ({_where(key)})")
         return IntegrationIdentity(record.integration_id, record.key_id, record.tier)
@@ -162,7 +163,7 @@ class KeyVerifier:
             raise InvalidKey("unknown autojoin key")
         return org
 
-    async def _check_secret(self, throttle_key, digest, secret, stored_hash):
+    async def _check_secret(self, throttle_key, client, digest, secret, stored_hash):
         """Whether a secret the verification cache does not hold (digest) matches its stored hash."""
         self._events.cache_miss()
         if hash_scheme(stored_hash) != BCRYPT:
@@ -173,28 +174,28 @@ class KeyVerifier:
             return matched
         check = self._in_flight.get(digest)
         if check is None:
-            check = self._start_bcrypt(throttle_key, digest, secret, stored_hash)
+            check = self._start_bcrypt(throttle_key, client, digest, secret, stored_hash)
         # shield: a request that goes away must not cancel a check others wait on.
         return await asyncio.shield(check)
 
-    def _start_bcrypt(self, throttle_key, digest, secret, stored_hash):
+    def _start_bcrypt(self, throttle_key, client, digest, secret, stored_hash):
         try:
-            self._admission.admit(throttle_key)
+            self._admission.admit(throttle_key, client)
         except Refused as e:
             self._events.verification_refused("overloaded" if isinstance(e, Overloaded) else "throttled")
             raise
         check = asyncio.get_running_loop().run_in_executor(self._hash_executor, self._verify, secret, stored_hash)
         self._in_flight[digest] = check
         self._events.verification_queued(self._admission.pending)
-        check.add_done_callback(lambda done: self._bcrypt_done(throttle_key, digest, done))
+        check.add_done_callback(lambda done: self._bcrypt_done(throttle_key, client, digest, done))
         return check
 
-    def _bcrypt_done(self, throttle_key, digest, check):
+    def _bcrypt_done(self, throttle_key, client, digest, check):
         del self._in_flight[digest]
         matched = None if check.cancelled() or check.exception() is not None else check.result()
         if matched:
             self._verified.add(digest)
-        self._admission.finish(throttle_key, matched)
+        self._admission.finish(throttle_key, client, matched)
         self._events.verification_done(self._admission.pending)
 
     async def check_store(self) -> None:

@@ -29,14 +29,16 @@ def make_app(
     in_flight: RequestsInFlight,
     metrics: Optional[ServiceMetrics] = None,
     access_log: str = DEFAULT_ACCESS_LOG,
+    trusted_proxies: int = 0,
 ) -> tornado.web.Application:
     """verifier: a KeyVerifier; issuer: a TokenIssuer; public_jwks: the JWKs /.well-known/jwks.json serves.
 
     in_flight: the RequestsInFlight that shutdown waits on; the server (connections.ServiceHTTPServer)
     counts requests in it from their headers, the handlers until they have answered.
     metrics: a ServiceMetrics, or None; access_log: which requests leave an access line (accesslog).
+    trusted_proxies: how many proxies in front of the service append to X-Forwarded-For (clientaddr).
     """
-    token_deps = dict(verifier=verifier, issuer=issuer)
+    token_deps = dict(verifier=verifier, issuer=issuer, trusted_proxies=trusted_proxies)
     routes: list = [
         (r"/v0/token/integration", IntegrationHandler, token_deps),
         (r"/v0/token/autojoin", AutojoinHandler, token_deps),

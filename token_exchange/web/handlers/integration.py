@@ -11,5 +11,5 @@ class IntegrationHandler(TokenHandler):
         key = parse_presented_integration_key(self.api_key())
         # The access line names the ids, never the secret.
         self.access_fields = {"integration_id": key.integration_id, "key_id": key.key_id}
-        identity = await self.verifier.verify_integration_key(key)
+        identity = await self.verifier.verify_integration_key(key, self.client())
         self.send_token(self.issuer.integration_token(identity))

@@ -8,6 +8,7 @@ from tornado.web import Finish, stream_request_body
 from token_exchange.signing.tokens import TokenIssuer
 from token_exchange.verification.verifier import KeyVerifier
 from token_exchange.web.body import MAX_BODY_BYTES, BodyTooLarge, api_key_from_body, declared_body_length
+from token_exchange.web.clientaddr import client_address
 from token_exchange.web.handlers.base import BaseHandler
 
 # Tornado's own cap for a streamed body, raised so that it never answers a
@@ -22,9 +23,11 @@ class TokenHandler(BaseHandler):
 
     ALLOWED_METHODS = ("POST",)
 
-    def initialize(self, verifier: KeyVerifier, issuer: TokenIssuer) -> None:
+    def initialize(self, verifier: KeyVerifier, issuer: TokenIssuer, trusted_proxies: int) -> None:
+        """trusted_proxies: how many proxies in front of the service append to X-Forwarded-For (web.clientaddr)."""
         self.verifier = verifier
         self.issuer = issuer
+        self.trusted_proxies = trusted_proxies
         self.access_fields: dict[str, str] = {}  # what the access line adds: ids, never a secret
         self._body = bytearray()
         self._too_large = False
@@ -56,6 +59,11 @@ class TokenHandler(BaseHandler):
         if self._too_large:
             raise Finish()  # answered 413 while the body streamed in
         return api_key_from_body(bytes(self._body))
+
+    def client(self):
+        """The client the limits on bcrypt checks count this request against (web.clientaddr)."""
+        peer = self.request.remote_ip or ""  # always set for a TCP connection
+        return client_address(peer, self.request.headers.get("X-Forwarded-For", ""), self.trusted_proxies)
 
     def send_token(self, token):
         # A compact JWS is ASCII letters, digits, "-", "_" and ".": nothing to escape.
