@@ -11,6 +11,7 @@ private parameters of the signing key.
 import json
 import logging
 import re
+import socket
 import sqlite3
 import traceback
 
@@ -18,6 +19,7 @@ import pytest
 
 from tests.httpclient import request
 from token_exchange.signing.tokens import SigningFailed, TokenIssuer
+from token_exchange.web.handlers.base import UNKNOWN_PATH
 
 LOGGERS = (
     "",
@@ -94,7 +96,9 @@ class LogCheck:
             token = response.json()["token"]
             self.secret(token, "issued token")
             self.secret(token.rsplit(".", 1)[1], "issued token signature", random=True)
-        self.expected_access.append((method, path.split("?", 1)[0], response.status))
+        # A path that is none of the routes is the client's words, a key possibly: not logged.
+        logged_path = UNKNOWN_PATH if response.status == 404 else path.split("?", 1)[0]
+        self.expected_access.append((method, logged_path, response.status))
         return response
 
     def exchange(self, endpoint, api_key, status):
@@ -229,10 +233,9 @@ def test_exchanges_refusals_and_odd_requests_log_no_secret(start_service, check_
     # The refusals say which key was refused and why, without its secret.
     refused = check.messages("token_exchange.handlers", logging.INFO)
     assert f"integration key refused: secret does not match (integration=acme key_id={bcrypt_key.key_id})" in refused
-    assert any(
-        m.startswith("integration key refused: unknown key (integration=acme key_id=ki_0000000000000000)")
-        for m in refused
-    )
+    # An unknown key's ids are the client's words, where it may have put its secret: not logged.
+    assert "integration key refused: unknown key (ids not logged: a client may put anything there)" in refused
+    assert not any("ki_0000000000000000" in m for m in refused)
     assert any(m.startswith("integration key refused: malformed key:") for m in refused)
     assert "autojoin key refused: unknown autojoin key" in refused
 
@@ -317,3 +320,44 @@ def test_unexpected_store_error_logs_a_traceback_but_no_secret(
         "unexpected error in POST /v0/token/autojoin",
     ]
     assert all(r.exc_info[0] is RuntimeError for r in errors)
+
+
+def raw(service, data):
+    """Send raw bytes; what comes back until the service closes the connection."""
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as conn:
+        conn.sendall(data)
+        received = b""
+        while chunk := conn.recv(65536):
+            received += chunk
+        return received
+
+
+def test_a_key_wherever_a_client_misplaces_it_is_not_logged(start_service, check_logs, integration_key):
+    service = start_service("RS256")
+    check = check_logs(service)
+    key = check.integration_key(integration_key("acme"))
+    prefix, secret = key.rsplit(".", 1)
+    # In the path of an unknown route, and as the method.
+    check.send("GET", f"/{key}", status=404)
+    check.send("POST", f"/v0/token/{key}", b"{}", status=404)
+    assert raw(service, f"{key} /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()).startswith(
+        b"HTTP/1.1 405 "
+    )
+    check.expected_access.append(("(other-method)", "/health", 405))
+    # Where the integration id goes: the store knows no such integration, so its "ids" are not logged.
+    check.exchange("integration", f"mlabk.cii_{secret}.{prefix.rsplit('.', 1)[1]}.{secret}", 401)
+    # As the value of headers Tornado refuses, quoting them in its own log line.
+    for header in ("Content-Length", "Transfer-Encoding", "Host"):
+        answer = raw(service, f"POST /health HTTP/1.1\r\nHost: x\r\n{header}: {key}\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), (header, answer)
+    answer = raw(service, f"GET /health HTTP/1.1\r\nHost: x\r\nX-Key: {key}\x01\r\n\r\n".encode())
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert raw(service, f"GET /{key} HTTP/9.9\r\n\r\n".encode()).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+
+    check.assert_no_secret_logged()
+    check.assert_access_lines()
+    # Tornado's lines say why, without the value.
+    malformed = check.messages("tornado.general")
+    assert "Malformed HTTP message from 127.0.0.1: Only integer Content-Length is allowed" in malformed
+    assert "Malformed HTTP message from 127.0.0.1: Unsupported Transfer-Encoding" in malformed
+    assert "Malformed HTTP message from 127.0.0.1: Invalid header value" in malformed

@@ -183,7 +183,7 @@ def test_an_inactive_or_unknown_key_is_refused_with_its_reason(pools, status):
     with pytest.raises(InvalidKey, match=r"^key is not active \(integration=acme key_id=ki_0123456789abcdef\)$"):
         asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
     unknown = parse_presented_integration_key(API_KEY.replace("ki_0123456789abcdef", "ki_1"))
-    with pytest.raises(InvalidKey, match=r"^unknown key \(integration=acme key_id=ki_1\)$"):
+    with pytest.raises(InvalidKey, match=r"^unknown key \(ids not logged: a client may put anything there\)$"):
         asyncio.run(verifier.verify_integration_key(unknown, CLIENT))
 
 

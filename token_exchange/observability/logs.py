@@ -77,6 +77,66 @@ class TextFormatter(logging.Formatter):
         return line.translate(CONTROL_CHARACTERS)  # a traceback follows on lines of its own
 
 
+# Tornado's line for a request it cannot parse ends with its reason, which quotes the offending header
+# value or line: where a client may have put its key (a Content-Length of "mlabk...").
+MALFORMED_MESSAGE = "Malformed HTTP message from %s: %s"
+# The fixed words that begin Tornado's reasons (tornado.http1connection, tornado.httputil); what follows
+# them may be the client's.
+MALFORMED_REASONS = (
+    "Malformed HTTP request line",
+    "Malformed HTTP version",
+    "Malformed HTTP headers",
+    "Missing Host header",
+    "Invalid Host header",
+    "Multiple host headers not allowed",
+    "Invalid header name",
+    "Invalid header value",
+    "header line cannot start with whitespace",
+    "no colon in header line",
+    "Multiple unequal Content-Lengths",
+    "Only integer Content-Length is allowed",
+    "Content-Length too long",
+    "Message with both Transfer-Encoding and Content-Length",
+    "Unsupported Transfer-Encoding",
+    "Unsupported Content-Encoding",
+    "invalid chunk size",
+    "improperly terminated chunk",
+    "chunked body too large",
+    "Body too long",
+    "invalid gzip data",
+    "decompressed body too large",
+    "Invalid query string",
+    "Invalid x-www-form-urlencoded body",
+)
+
+
+def malformed_reason(message):
+    """Tornado's reason for refusing a request, without what the client sent."""
+    for reason in MALFORMED_REASONS:
+        if message.startswith(reason):
+            return reason
+    return "unrecognised reason (not logged: it may quote the request)"
+
+
+class WithholdClientInput(logging.Filter):
+    """On Tornado's tornado.general logger: its "Malformed HTTP message" line keeps only the reason."""
+
+    def filter(self, record):
+        if record.msg == MALFORMED_MESSAGE and isinstance(record.args, tuple) and len(record.args) == 2:
+            record.args = (record.args[0], malformed_reason(str(record.args[1])))
+        return True
+
+
+_WITHHOLD = WithholdClientInput()
+
+
+def withhold_client_input():
+    """Install the filter on Tornado's logger, once: every handler, ours or a test's, sees the lines filtered."""
+    logger = logging.getLogger("tornado.general")
+    if _WITHHOLD not in logger.filters:
+        logger.addFilter(_WITHHOLD)
+
+
 def setup_logging(log_format, stream=None):
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JSONFormatter() if log_format == JSON else TextFormatter())

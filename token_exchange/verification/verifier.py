@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Executor
 from typing import Callable, NamedTuple, Optional
 
-from token_exchange.store import ACTIVE, KeyReader, StoreUnavailable
+from token_exchange.store import ACTIVE, IntegrationKeyRecord, KeyReader, StoreUnavailable
 from token_exchange.verification.admission import (
     DEFAULT_MAX_PENDING,
     MAX_FAILURES_PER_KEY,
@@ -130,14 +130,30 @@ class KeyVerifier:
     async def verify_integration_key(self, key: IntegrationKey, client: str) -> IntegrationIdentity:
         """The IntegrationIdentity of a parsed key (parse_presented_integration_key) presented by client (the
         address the limits on bcrypt checks count it by, web.clientaddr); InvalidKey, Refused or
-        StoreUnavailable otherwise."""
+        StoreUnavailable otherwise. find_integration_key, then verify_integration_secret."""
+        return await self.verify_integration_secret(key, await self.find_integration_key(key), client)
+
+    async def find_integration_key(self, key: IntegrationKey) -> IntegrationKeyRecord:
+        """The stored record of a parsed key's ids; InvalidKey when the store has none.
+
+        A client may put anything where an id goes, its secret included: the ids of a key the store
+        does not know are never logged, those of a key it knows may be.
+        """
         lookup = (key.integration_id, key.key_id)
         record = self._records.get(lookup)
         if record is None:
             record = await self._ask_store(self._store.get_integration_key, key.integration_id, key.key_id)
             self._records.put(lookup, record)
         if record is None:
-            raise InvalidKey(f"unknown key ({_where(key)})")
+            raise InvalidKey("unknown key (ids not logged: a client may put anything there)")
+        return record
+
+    async def verify_integration_secret(
+        self, key: IntegrationKey, record: IntegrationKeyRecord, client: str
+    ) -> IntegrationIdentity:
+        """The IntegrationIdentity of a key whose record find_integration_key found, if it is active and its
+        secret matches; InvalidKey or Refused otherwise."""
+        lookup = (key.integration_id, key.key_id)
         if record.status != ACTIVE:
             raise InvalidKey(f"key is not active ({_where(key)})")
         digest = self._verified.digest(key.secret, record.key_hash)

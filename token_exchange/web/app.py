@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Optional
 
 import tornado.web
 
+from token_exchange.observability.logs import withhold_client_input
 from token_exchange.signing.tokens import TokenIssuer
 from token_exchange.verification.verifier import KeyVerifier
 from token_exchange.web.accesslog import DEFAULT_ACCESS_LOG, RequestLog
@@ -38,6 +39,7 @@ def make_app(
     metrics: a ServiceMetrics, or None; access_log: which requests leave an access line (accesslog).
     trusted_proxies: how many proxies in front of the service append to X-Forwarded-For (clientaddr).
     """
+    withhold_client_input()  # Tornado's lines about malformed requests quote them
     token_deps = dict(verifier=verifier, issuer=issuer, trusted_proxies=trusted_proxies)
     routes: list = [
         (r"/v0/token/integration", IntegrationHandler, token_deps),

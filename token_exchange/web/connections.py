@@ -17,6 +17,7 @@ from tornado.httputil import HTTPMessageDelegate
 from tornado.iostream import IOStream
 
 from token_exchange.web.accepting import Acceptor
+from token_exchange.web.stream import ServiceIOStream
 
 # Closed at most per failed accept when descriptors run out, as nginx closes reusable connections:
 # enough to let a burst of new connections in, few enough that busy clients keep theirs.
@@ -46,7 +47,7 @@ class ServiceHTTPServer(tornado.httpserver.HTTPServer):
         self._acceptor.close()
 
     def _accepted(self, connection, address):
-        stream = IOStream(connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size)
+        stream = ServiceIOStream(connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size)
         self._activity[stream] = None
         self.handle_stream(stream, address)
 

@@ -33,6 +33,10 @@ class BaseHandler(RequestHandler):
         if self.request.method not in self.ALLOWED_METHODS:
             raise errors.MethodNotAllowed(self.ALLOWED_METHODS)
 
+    def logged_path(self):
+        """The path as log lines show it: one of the service's routes (the query string may hold a key)."""
+        return self.request.path
+
     def on_finish(self):
         self._count_finished()
 
@@ -75,10 +79,18 @@ class BaseHandler(RequestHandler):
         if answer.log is None:
             return
         # The path only: a query string may hold a key.
-        message = answer.log.format(kind=self.KIND, path=self.request.path, method=self.request.method, error=value)
+        message = answer.log.format(kind=self.KIND, path=self.logged_path(), method=self.request.method, error=value)
         log.log(answer.log_level, "%s", message, exc_info=(typ, value, tb) if answer.traceback else None)
+
+
+# What log lines show of a path that is none of the service's routes.
+UNKNOWN_PATH = "(unknown-path)"
 
 
 class NotFoundHandler(BaseHandler):
     def prepare(self):
         raise HTTPError(404)
+
+    def logged_path(self):
+        # Not one of ours, so anything a client sent: a key pasted into the URL included.
+        return UNKNOWN_PATH
