@@ -2,7 +2,7 @@
 
 It listens through accepting.Acceptor, which holds on when file descriptors
 run out, and keeps the open connections in the order of their last request,
-so that the ones idle longest can be closed to make room.
+so that the kept-alive ones idle longest can be closed to make room.
 
 Shutdown waits for the requests in flight (inflight.RequestsInFlight). A
 handler may be made only once a request's body has been read, so the
@@ -11,6 +11,7 @@ arriving when shutdown begins is waited for too.
 """
 
 import collections
+import time
 
 import tornado.httpserver
 from tornado.httputil import HTTPMessageDelegate
@@ -22,6 +23,9 @@ from token_exchange.web.stream import ServiceIOStream
 # Closed at most per failed accept when descriptors run out, as nginx closes reusable connections:
 # enough to let a burst of new connections in, few enough that busy clients keep theirs.
 SHED_PER_FAILED_ACCEPT = 32
+# A connection that has sent no request yet is shed only once it has been silent this long: under a flood
+# of new connections, a client that has just connected has not had its turn to send.
+FIRST_REQUEST_GRACE_SECONDS = 10.0
 
 
 class ServiceHTTPServer(tornado.httpserver.HTTPServer):
@@ -34,9 +38,10 @@ class ServiceHTTPServer(tornado.httpserver.HTTPServer):
         super().initialize(request_callback, **kwargs)
         self._in_flight = in_flight
         self._acceptor = Acceptor(self._accepted, self._close_idle_connections, accept_events)
-        # Each open connection's stream and the last request read on it (None before the first), the
-        # connection whose last request started longest ago first.
+        # The streams of connections that have sent a request, and the last request read on each, the one
+        # whose last request started longest ago first; and of those that have not, with when they came.
         self._activity: collections.OrderedDict = collections.OrderedDict()
+        self._fresh: collections.OrderedDict = collections.OrderedDict()
 
     def add_sockets(self, sockets):
         """Listen on the bound sockets (accepting.Acceptor, not Tornado's accept handler)."""
@@ -48,29 +53,41 @@ class ServiceHTTPServer(tornado.httpserver.HTTPServer):
 
     def _accepted(self, connection, address):
         stream = ServiceIOStream(connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size)
-        self._activity[stream] = None
+        self._fresh[stream] = time.monotonic()
         self.handle_stream(stream, address)
 
     def on_close(self, server_conn):
         self._activity.pop(server_conn.stream, None)
+        self._fresh.pop(server_conn.stream, None)
         super().on_close(server_conn)
 
     def _close_idle_connections(self):
-        """Close the connections with no request in flight whose last request is oldest; how many."""
+        """Close the kept-alive connections with no request in flight whose last request is oldest, then
+        those silent since they came FIRST_REQUEST_GRACE_SECONDS ago or more; how many."""
         idle: list[IOStream] = []
         for stream, request_conn in self._activity.items():
             if len(idle) == SHED_PER_FAILED_ACCEPT:
                 break
-            if request_conn is None or request_conn not in self._in_flight:
+            if request_conn not in self._in_flight:
                 idle.append(stream)
+        silent_since = time.monotonic() - FIRST_REQUEST_GRACE_SECONDS
+        for stream, accepted in self._fresh.items():
+            if len(idle) == SHED_PER_FAILED_ACCEPT or accepted > silent_since:
+                break
+            idle.append(stream)
         for stream in idle:
             stream.close()  # its descriptor is free at once; the connection's own close follows
         return len(idle)
 
     def start_request(self, server_conn, request_conn):
-        self._activity[server_conn.stream] = request_conn
-        self._activity.move_to_end(server_conn.stream)
-        return CountedRequest(super().start_request(server_conn, request_conn), request_conn, self._in_flight)
+        # Called as soon as the connection waits for a request; the request starts with its headers.
+        delegate = super().start_request(server_conn, request_conn)
+        return CountedRequest(delegate, request_conn, self._in_flight, self._request_started, server_conn.stream)
+
+    def _request_started(self, stream, request_conn):
+        self._fresh.pop(stream, None)
+        self._activity[stream] = request_conn
+        self._activity.move_to_end(stream)
 
     def stop_keep_alive(self):
         """Answer every request read from now on with "Connection: close", as Go's Shutdown does."""
@@ -85,14 +102,17 @@ class CountedRequest(HTTPMessageDelegate):
     with its connection.
     """
 
-    def __init__(self, delegate, request_conn, in_flight):
+    def __init__(self, delegate, request_conn, in_flight, started, stream):
+        """started(stream, request_conn) is called with the headers, for the server's order of activity."""
         self._delegate = delegate
         self._request_conn = request_conn
         self._in_flight = in_flight
-        self._listening = []
+        self._started = started
+        self._stream = stream
 
     def headers_received(self, start_line, headers):
         self._in_flight.started(self._request_conn)
+        self._started(self._stream, self._request_conn)
         return self._delegate.headers_received(start_line, headers)
 
     def data_received(self, chunk):
