@@ -8,7 +8,7 @@ from tests.consumer import verify_token
 from tests.datastore_seed import INTEGRATION_NS, PLATFORM_NS, PROJECT, entity, seed_integration_key, unique
 from tests.httpclient import exchange
 from tests.support import TEST_BCRYPT_COST
-from tests.zipapp_service import free_port, run_zipapp
+from tests.zipapp_service import free_port, json_lines, run_zipapp
 
 
 def test_create_integration_writes_go_entities(client, built_zipapps, zipapp_home, target, ds_service):
@@ -167,3 +167,8 @@ def test_built_service_serves_from_datastore(client, zipapp_services, key_file, 
     response = exchange(service.base_url, "integration", api_key)
     assert response.status == 200, service.output()
     verify_token(service.base_url, response.json()["token"], "integration")
+    store_lines = [line["message"] for line in json_lines(service.output()) if line["message"].startswith("key store")]
+    assert store_lines == [
+        f"key store datastore (project {PROJECT}, integration namespace {INTEGRATION_NS},"
+        f" platform namespace {PLATFORM_NS}, timeout 3 s)"
+    ]

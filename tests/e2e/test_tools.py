@@ -84,6 +84,12 @@ def test_created_autojoin_key_is_exchanged_by_the_built_service(tools, zipapp_se
     assert rows(db_path, "SELECT name, email FROM organizations") == [("example-org", "ops@example.org")]
 
 
+def test_start_up_names_the_sqlite_store_by_its_path(zipapp_services, db_path):
+    service = zipapp_services.start(store_path=db_path)
+    store_lines = [line["message"] for line in json_lines(service.output()) if line["message"].startswith("key store")]
+    assert store_lines == [f"key store sqlite:{db_path} (timeout 3 s)"]  # no Google Cloud project
+
+
 def test_keys_created_while_the_service_runs_work_at_once(tools, zipapp_services, db_path):
     first = tools.create_integration(db_path, "acme")
     service = zipapp_services.start(store_path=db_path)
