@@ -20,7 +20,7 @@ import pytest
 from tests.consumer import token_header, verify_token
 from tests.httpclient import exchange, request
 from tests.support import ALGS, TEST_BCRYPT_COST, remove_database
-from tests.zipapp_service import GENERATED_KEY_ID, error_line, json_lines, only_line
+from tests.zipapp_service import GENERATED_KEY_ID, error_line, free_port, json_lines, only_line, run_zipapp
 
 
 def integration_claims(service, api_key):
@@ -332,6 +332,32 @@ def test_command_line_wins_over_the_environment(tools, zipapp_services, db_path,
     autojoin = tools.create_autojoin_key(db_path, "flag-org", env={"ORG": "env-org", "STORE": f"sqlite:{env_db}"})
     assert autojoin.org == "flag-org"
     assert not env_db.exists()
+
+
+def test_a_missing_directory_is_named(tools, built_zipapps, zipapp_home, key_file, tmp_path):
+    missing = tmp_path / "no-such-dir"
+    store = f"sqlite:{missing}/keys.db"
+    expected = f"store {store}: directory {missing} does not exist"
+    for tool, args in (
+        ("create-integration", ["-integration-id", "acme"]),
+        ("create-autojoin-key", ["-org", "example-org"]),
+        ("integration-keys", ["list"]),
+        ("autojoin-keys", ["list"]),
+    ):
+        command = args[0] if tool.endswith("-keys") else None
+        prog = f"{tool} {command}" if command else tool
+        done = tools.run(tool, *args, "-store", store)
+        assert done.returncode == 1
+        assert error_line(done, prog) == f"{prog}: error: {expected}"
+    done = run_zipapp(
+        built_zipapps["token-exchange"],
+        ["-store", store, "-private-key-path", key_file(), "-port", free_port()],
+        zipapp_home,
+        env={"PROMETHEUSX_LISTEN_ADDRESS": f"127.0.0.1:{free_port()}"},
+    )
+    assert done.returncode == 1
+    assert only_line(done, "token-exchange") == f"token-exchange: error: {expected}"
+    assert not missing.exists()
 
 
 # Refused ids.
