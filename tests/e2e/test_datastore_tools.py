@@ -3,6 +3,7 @@ service reads through the bundled Datastore client."""
 
 import datetime
 import hashlib
+import json
 
 from tests.consumer import verify_token
 from tests.datastore_seed import INTEGRATION_NS, PLATFORM_NS, PROJECT, entity, seed_integration_key, unique
@@ -151,6 +152,41 @@ def test_create_autojoin_key_writes_go_entities(client, built_zipapps, zipapp_ho
 def test_tools_need_a_project_with_datastore(built_zipapps, zipapp_home, target):
     for tool, args in (("create-integration", ["-integration-id", "x"]), ("create-autojoin-key", ["-org", "x"])):
         completed = run_zipapp(built_zipapps[tool], args, zipapp_home, env={"DATASTORE_EMULATOR_HOST": target.address})
+        assert completed.returncode == 2
+        assert "-project is required" in completed.stderr
+
+
+def test_project_id_serves_the_service_and_the_tools(client, built_zipapps, zipapp_home, target):
+    """PROJECT_ID, exported for the service, names the project for every tool that takes one."""
+    env = {"DATASTORE_EMULATOR_HOST": target.address, "PROJECT_ID": PROJECT}
+    integration_id, org = unique("acme"), unique("example-org")
+
+    def run(tool, *args):
+        completed = run_zipapp(built_zipapps[tool], args, zipapp_home, env=env)
+        assert completed.returncode == 0, completed.stderr
+        assert f"From the environment: PROJECT_ID={PROJECT}\n" in completed.stderr
+        return completed
+
+    run("create-integration", "-integration-id", integration_id, "-bcrypt-cost", str(TEST_BCRYPT_COST))
+    run("create-autojoin-key", "-org", org)
+    assert entity(client, "IntegrationMeta", integration_id, namespace=INTEGRATION_NS) is not None
+    assert entity(client, "Organization", org, namespace=PLATFORM_NS) is not None
+    listed = run("integration-keys", "list", "-integration-id", integration_id, "-json")
+    assert [i["integration_id"] for i in json.loads(listed.stdout)["integrations"]] == [integration_id]
+    listed = run("autojoin-keys", "list", "-org", org, "-json")
+    assert [o["name"] for o in json.loads(listed.stdout)["organizations"]] == [org]
+
+
+def test_create_integration_takes_the_go_tools_project_variable(client, built_zipapps, zipapp_home, target):
+    """PROJECT, as the Go create-integration reads it; the other tools leave it alone."""
+    integration_id = unique("acme")
+    env = {"DATASTORE_EMULATOR_HOST": target.address, "PROJECT": PROJECT}
+    args = ["-integration-id", integration_id, "-bcrypt-cost", str(TEST_BCRYPT_COST)]
+    completed = run_zipapp(built_zipapps["create-integration"], args, zipapp_home, env=env)
+    assert completed.returncode == 0, completed.stderr
+    assert entity(client, "IntegrationMeta", integration_id, namespace=INTEGRATION_NS) is not None
+    for tool in ("integration-keys", "autojoin-keys"):
+        completed = run_zipapp(built_zipapps[tool], ["list"], zipapp_home, env=env)
         assert completed.returncode == 2
         assert "-project is required" in completed.stderr
 

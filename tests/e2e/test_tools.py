@@ -271,43 +271,7 @@ def test_missing_required_flag(tools, db_path, tool, args, flag):
     assert not db_path.exists()
 
 
-def test_integration_flags_from_the_environment(tools, zipapp_services, db_path):
-    key = tools.create_integration(
-        None,
-        None,
-        bcrypt_cost=None,
-        env={
-            "STORE": f"sqlite:{db_path}",
-            "INTEGRATION_ID": "envco",
-            "KEY_ID": "ki_fromenv",
-            "KEY_TIER": "5",
-            "BCRYPT_COST": str(TEST_BCRYPT_COST),
-            "KEY_DESCRIPTION": "from env",
-        },
-    )
-    assert (key.integration_id, key.key_id) == ("envco", "ki_fromenv")
-    assert stored_hash(db_path, "envco", "ki_fromenv").startswith(f"$2b$0{TEST_BCRYPT_COST}$")
-    assert rows(db_path, "SELECT description FROM integration_keys") == [("from env",)]
-    service = zipapp_services.start(store_path=db_path)
-    claims = integration_claims(service, key.api_key)
-    assert (claims["int_id"], claims["key_id"], claims["tier"]) == ("envco", "ki_fromenv", 5)
-
-
-def test_autojoin_flags_from_the_environment(tools, zipapp_services, db_path):
-    key = tools.create_autojoin_key(
-        None,
-        None,
-        env={"STORE": f"sqlite:{db_path}", "ORG": "env-org", "EMAIL": "env@example.org", "NAMESPACE": "env-platform"},
-    )
-    assert key.org == "env-org"
-    assert rows(db_path, "SELECT namespace, name, email FROM organizations") == [
-        ("env-platform", "env-org", "env@example.org")
-    ]
-    service = zipapp_services.start("-platform-ns", "env-platform", store_path=db_path)
-    assert autojoin_claims(service, key.api_key)["org"] == "env-org"
-
-
-def test_command_line_wins_over_the_environment(tools, zipapp_services, db_path, tmp_path):
+def test_command_line_wins_over_the_environment(tools, db_path, tmp_path):
     env_db = tmp_path / "from-env.db"
     key = tools.create_integration(
         db_path,
@@ -321,16 +285,19 @@ def test_command_line_wins_over_the_environment(tools, zipapp_services, db_path,
             "INTEGRATION_ID": "from-env",
             "KEY_TIER": "9",
             "NAMESPACE": "env-ns",
-            "BCRYPT_COST": "31",
+            "CLIENT_INTEGRATION_NS": "other-env-ns",  # disagreeing, but the flag decides
         },
-    )  # the command line's cost 4 wins, or this test would take days
+    )
     assert key.integration_id == "from-flag"
     assert not env_db.exists()
     assert rows(db_path, "SELECT namespace, integration_id, tier FROM integration_keys") == [
         ("flag-ns", "from-flag", 2)
     ]
-    autojoin = tools.create_autojoin_key(db_path, "flag-org", env={"ORG": "env-org", "STORE": f"sqlite:{env_db}"})
+    autojoin = tools.create_autojoin_key(
+        db_path, "flag-org", "-namespace", "flag-ns", env={"PLATFORM_NS": "env-ns", "STORE": f"sqlite:{env_db}"}
+    )
     assert autojoin.org == "flag-org"
+    assert rows(db_path, "SELECT namespace FROM autojoin_keys") == [("flag-ns",)]
     assert not env_db.exists()
 
 

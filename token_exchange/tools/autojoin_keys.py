@@ -28,7 +28,7 @@ _FINGERPRINT = re.compile(rf"[0-9a-fA-F]{{{MIN_FINGERPRINT_PREFIX},64}}")
 
 
 def _store_flags(parser):
-    add_store_flags(parser, DEFAULT_PLATFORM_NS, "Datastore namespace of autojoin credentials")
+    add_store_flags(parser, DEFAULT_PLATFORM_NS, "namespace of autojoin credentials", "PLATFORM_NS")
     add_json_flag(parser)
 
 

@@ -3,9 +3,10 @@
 import dataclasses
 import json
 import logging
+import shlex
 import sys
 
-from token_exchange.cli.flags import FlagParser, add_flag, add_store_flag, checked, tier_number
+from token_exchange.cli.flags import FlagParser, add_flag, add_store_flag, checked, env_name, tier_number
 from token_exchange.store import StoreError, is_datastore, open_store
 from token_exchange.verification.secrethash import (
     BCRYPT,
@@ -18,10 +19,27 @@ from token_exchange.verification.secrethash import (
 SAVE_WARNING = "IMPORTANT: Save the API key now. It cannot be retrieved later."
 
 
-def add_store_flags(parser, namespace_default, namespace_help):
+def add_store_flags(parser, namespace_default, namespace_help, namespace_env, go_environment=False):
+    """-store, -store-timeout, -project and -namespace, read from the variables the service reads for
+    them (STORE, PROJECT_ID, namespace_env), so that one exported environment serves both.
+
+    go_environment: -project and -namespace also come from PROJECT and NAMESPACE, as the Go
+    create-integration reads them."""
     add_store_flag(parser)
-    add_flag(parser, "project", "Google Cloud project ID (required with -store datastore)", default="")
-    add_flag(parser, "namespace", namespace_help, default=namespace_default)
+    add_flag(
+        parser,
+        "project",
+        "Google Cloud project ID (required with -store datastore)",
+        env=("PROJECT_ID", "PROJECT") if go_environment else "PROJECT_ID",
+        default="",
+    )
+    add_flag(
+        parser,
+        "namespace",
+        namespace_help,
+        env=(namespace_env, "NAMESPACE") if go_environment else namespace_env,
+        default=namespace_default,
+    )
 
 
 def _bcrypt_cost(value):
@@ -31,11 +49,24 @@ def _bcrypt_cost(value):
     return cost
 
 
-def add_new_key_flags(parser):
-    """The flags of a new integration key, as create-integration spells them."""
-    add_flag(parser, "key-id", "key ID, starting with ki_ (generated when empty)", default="")
-    add_flag(parser, "key-description", "human-readable description of the API key", default="")
-    add_flag(parser, "key-tier", "service tier of the API key", type=tier_number, default=0)
+def add_new_key_flags(parser, go_environment=False):
+    """The flags of a new integration key, as create-integration spells them.
+
+    go_environment: -key-id, -key-description and -key-tier also come from KEY_ID, KEY_DESCRIPTION and
+    KEY_TIER, as the Go create-integration reads them."""
+
+    def env(name):
+        return env_name(name) if go_environment else ()
+
+    add_flag(parser, "key-id", "key ID, starting with ki_ (generated when empty)", env=env("key-id"), default="")
+    add_flag(
+        parser,
+        "key-description",
+        "human-readable description of the API key",
+        env=env("key-description"),
+        default="",
+    )
+    add_flag(parser, "key-tier", "service tier of the API key", env=env("key-tier"), type=tier_number, default=0)
     add_flag(
         parser,
         "hash",
@@ -113,10 +144,20 @@ def print_table(header, rows, indent="  "):
 
 
 def start(parser, argv):
-    """Parse flags and set up logging for a tool."""
+    """Parse flags and set up logging for a tool; say which flags the environment set."""
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    if parser.environment_used:
+        logging.getLogger(parser.prog).info(
+            "From the environment: %s",
+            " ".join(f"{name}={shlex.quote(value)}" for name, value in parser.environment_used.items()),
+        )
     return args
+
+
+def store_description(args):
+    """Where a tool writes, for its log: the Datastore project, or the -store value."""
+    return f"Datastore project '{args.project}'" if is_datastore(args.store) else args.store
 
 
 def open_tool_store(parser, args, **namespaces):

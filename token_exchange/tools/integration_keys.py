@@ -25,6 +25,7 @@ from token_exchange.tools.common import (
     print_json,
     print_owners,
     start,
+    store_description,
 )
 from token_exchange.tools.provisioning import add_integration_key
 from token_exchange.verification.apikey import MalformedKey
@@ -35,7 +36,7 @@ log = logging.getLogger(PROG)
 
 
 def _store_flags(parser):
-    add_store_flags(parser, DEFAULT_INTEGRATION_NS, "Datastore namespace of client integrations")
+    add_store_flags(parser, DEFAULT_INTEGRATION_NS, "namespace of client integrations", "CLIENT_INTEGRATION_NS")
     add_json_flag(parser)
 
 
@@ -115,7 +116,10 @@ def list_keys(store, args):
 
 def add_key(store, args):
     log.info(
-        "Adding a key to integration '%s' in %s, namespace '%s'...", args.integration_id, args.store, args.namespace
+        "Adding a key to integration '%s' in %s, namespace '%s'...",
+        args.integration_id,
+        store_description(args),
+        args.namespace,
     )
     result = add_integration_key(
         store, args.integration_id, args.key_id, args.key_description, args.key_tier, args.hash, args.bcrypt_cost
