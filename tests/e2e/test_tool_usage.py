@@ -86,6 +86,18 @@ def test_help_of_every_tool_and_command(built_zipapps, zipapp_home, tool, comman
     assert "(default: None)" not in text and "(default: )" not in text
 
 
+@pytest.mark.parametrize("spelling", ["-h", "--help", "-help"])
+@pytest.mark.parametrize("tool", ["integration-keys", "autojoin-keys"])
+def test_help_of_the_tools_with_commands(built_zipapps, zipapp_home, tool, spelling):
+    done = run_zipapp(built_zipapps[tool], [spelling], zipapp_home)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.startswith(f"usage: {tool} COMMAND [flags]\n")
+    commands = {"integration-keys": integration_keys, "autojoin-keys": autojoin_keys}[tool].COMMANDS
+    for command, (description, _) in commands.items():
+        assert f"  {command} " in done.stdout and description in done.stdout, command
+    assert f"{tool} COMMAND -h" in done.stdout
+
+
 def test_service_help_states_each_default_once(built_zipapps, zipapp_home):
     done = run_zipapp(built_zipapps["token-exchange"], ["-h"], zipapp_home)
     text = " ".join(done.stdout.split())  # as one line, whatever the wrapping

@@ -24,6 +24,7 @@ from token_exchange.tools.common import (
 )
 
 PROG = "autojoin-keys"
+DESCRIPTION = "List organizations and their autojoin keys, revoke an autojoin key."
 _FINGERPRINT = re.compile(rf"[0-9a-fA-F]{{{MIN_FINGERPRINT_PREFIX},64}}")
 
 
@@ -55,7 +56,7 @@ COMMANDS = {
 
 
 def main(argv=None):
-    command, parser, argv = choose_command(PROG, COMMANDS, argv)
+    command, parser, argv = choose_command(PROG, DESCRIPTION, COMMANDS, argv)
     args = start(parser, argv)
     if command == "revoke":
         if not args.fingerprint:

@@ -17,6 +17,7 @@ from token_exchange.verification.secrethash import (
 )
 
 SAVE_WARNING = "IMPORTANT: Save the API key now. It cannot be retrieved later."
+HELP_FLAGS = ("-h", "-help", "--help")
 
 
 def add_store_flags(parser, namespace_default, namespace_help, namespace_env, go_environment=False):
@@ -87,19 +88,31 @@ def add_json_flag(parser):
     add_flag(parser, "json", "print JSON for scripts instead of text for people", action="store_true")
 
 
-def choose_command(prog, commands, argv):
-    """Split `TOOL COMMAND [flags]`: return (command, its parser, its flags); exit 2 on a missing or unknown one."""
+def choose_command(prog, description, commands, argv):
+    """Split `TOOL COMMAND [flags]`: return (command, its parser, its flags).
+
+    commands: {name: (description, function adding its flags)}. -h prints the tool's help (exit 0);
+    a missing or unknown command is one line (exit 2)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     names = ", ".join(commands)
-    if not argv or argv[0] in ("-h", "-help", "--help"):
-        sys.stderr.write(f"usage: {prog} COMMAND [flags]; commands: {names} ({prog} COMMAND -h for its flags)\n")
-        sys.exit(0 if argv else 2)
+    if argv and argv[0] in HELP_FLAGS:
+        width = max(len(name) for name in commands)
+        lines = [f"  {name:<{width}}  {text}" for name, (text, _) in commands.items()]
+        sys.stdout.write(
+            f"usage: {prog} COMMAND [flags]\n\n{description}\n\ncommands:\n"
+            + "\n".join(lines)
+            + f"\n\n{prog} COMMAND -h shows the flags of a command.\n"
+        )
+        sys.exit(0)
+    if not argv:
+        sys.stderr.write(f"usage: {prog} COMMAND [flags]; commands: {names} ({prog} -h for help)\n")
+        sys.exit(2)
     command = argv[0]
     if command not in commands:
         sys.stderr.write(f"{prog}: error: unknown command {command!r}: use one of {names}\n")
         sys.exit(2)
-    description, add_flags = commands[command]
-    parser = FlagParser(f"{prog} {command}", description)
+    text, add_flags = commands[command]
+    parser = FlagParser(f"{prog} {command}", text)
     add_flags(parser)
     return command, parser, argv[1:]
 

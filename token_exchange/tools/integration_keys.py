@@ -31,6 +31,7 @@ from token_exchange.tools.provisioning import add_integration_key
 from token_exchange.verification.apikey import MalformedKey
 
 PROG = "integration-keys"
+DESCRIPTION = "List, add, revoke, re-activate and re-tier client integration API keys."
 REVOKED = "revoked"
 log = logging.getLogger(PROG)
 
@@ -78,7 +79,7 @@ REQUIRED = {
 
 
 def main(argv=None):
-    command, parser, argv = choose_command(PROG, COMMANDS, argv)
+    command, parser, argv = choose_command(PROG, DESCRIPTION, COMMANDS, argv)
     args = start(parser, argv)
     for flag in REQUIRED.get(command, ()):
         if getattr(args, flag.replace("-", "_")) in ("", None):
