@@ -1,19 +1,29 @@
-"""The tools as commands, run as built zipapps: their help, and the environment variables they
-read (and the generic ones they leave alone)."""
+"""The tools as commands, run as built zipapps: their help, the environment variables they read (and
+the generic ones they leave alone), and a reader that stops early (`integration-keys list | head`)."""
 
 import contextlib
 import json
+import signal
 import sqlite3
+import subprocess
 
 import pytest
 
 from tests.httpclient import exchange
 from tests.support import TEST_BCRYPT_COST
-from tests.zipapp_service import free_port, only_line, run_zipapp
+from tests.zipapp_service import (
+    RUN_TIMEOUT_SECONDS,
+    free_port,
+    minimal_env,
+    only_line,
+    run_zipapp,
+    zipapp_command,
+)
 from token_exchange.cli import config
 from token_exchange.cli.flags import FlagParser
 from token_exchange.store.sqlite import SQLiteKeyStore
 from token_exchange.tools import autojoin_keys, create_autojoin_key, create_integration, generate_jwk, integration_keys
+from token_exchange.verification.apikey import generate_autojoin_key
 
 # Names a shell may well hold for something else; no tool may take them (create-integration takes a few
 # of the Go tool's, tested apart).
@@ -245,3 +255,53 @@ def test_create_integration_refuses_variables_that_disagree(tools, db_path, env)
     tools.create_integration(db_path, "acme", env=same)
     flag = "-project" if "PROJECT" in env else "-namespace"
     tools.create_integration(db_path, "acme", flag, "partner", env=env)
+
+
+# A reader that stops early.
+
+# Well beyond a pipe's buffer (64 KiB by default, 1 MiB at most for an unprivileged process), so the
+# tool is still writing when its reader goes away.
+LISTING_BYTES = 2 * 1024 * 1024
+LONG_TEXT = "x" * 10_000
+
+
+def seed_long_listings(db_path):
+    count = LISTING_BYTES // len(LONG_TEXT) + 10
+    with sqlite_store(db_path) as store:
+        store.ensure_integration("acme")
+        for n in range(count):
+            store.add_integration_key("acme", f"ki_{n:016x}", "0" * 64, description=LONG_TEXT)
+            org = f"org-{n:04d}"
+            store.ensure_organization(org, email=LONG_TEXT)
+            store.add_autojoin_key(org, generate_autojoin_key())
+
+
+def first_line_then_close(pyz, args, home, tmp_path):
+    """Run a zipapp, read one line of its output and close the pipe: (line, exit status, stderr)."""
+    with open(tmp_path / "stderr", "w+b") as stderr:
+        process = subprocess.Popen(
+            zipapp_command(pyz, args),
+            env=minimal_env(home),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
+        line = process.stdout.readline()
+        process.stdout.close()
+        status = process.wait(RUN_TIMEOUT_SECONDS)
+        stderr.seek(0)
+        return line, status, stderr.read()
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+@pytest.mark.parametrize("tool", ["integration-keys", "autojoin-keys"])
+def test_list_into_a_pipe_closed_early(built_zipapps, zipapp_home, db_path, tmp_path, tool, output):
+    seed_long_listings(db_path)
+    args = ["list", "-store", f"sqlite:{db_path}", *(["-json"] if output == "json" else [])]
+    whole = run_zipapp(built_zipapps[tool], args, zipapp_home)
+    assert whole.returncode == 0 and len(whole.stdout) > LISTING_BYTES
+
+    line, status, stderr = first_line_then_close(built_zipapps[tool], args, zipapp_home, tmp_path)
+    assert line == whole.stdout.splitlines(keepends=True)[0].encode()
+    # As cat or ls would end: killed by SIGPIPE (status 141 in a shell), saying nothing.
+    assert (status, stderr) == (-signal.SIGPIPE, b"")

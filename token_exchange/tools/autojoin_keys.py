@@ -20,6 +20,7 @@ from token_exchange.tools.common import (
     open_tool_store,
     print_json,
     print_owners,
+    quiet_when_output_closed,
     start,
 )
 
@@ -55,6 +56,7 @@ COMMANDS = {
 }
 
 
+@quiet_when_output_closed
 def main(argv=None):
     command, parser, argv = choose_command(PROG, DESCRIPTION, COMMANDS, argv)
     args = start(parser, argv)

@@ -1,9 +1,12 @@
 """What the operator tools share: store flags, opening the store, output."""
 
 import dataclasses
+import functools
 import json
 import logging
+import os
 import shlex
+import signal
 import sys
 
 from token_exchange.cli.flags import FlagParser, add_flag, add_store_flag, checked, env_name, tier_number
@@ -115,6 +118,23 @@ def choose_command(prog, description, commands, argv):
     parser = FlagParser(f"{prog} {command}", text)
     add_flags(parser)
     return command, parser, argv[1:]
+
+
+def quiet_when_output_closed(main):
+    """A tool's main that ends as cat does when its reader stops early (`integration-keys list | head`):
+    killed by SIGPIPE, with nothing on stderr, instead of a BrokenPipeError traceback."""
+
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            main(argv)
+            sys.stdout.flush()  # the rest of the output, while a broken pipe can still be caught here
+        except BrokenPipeError:
+            # Python ignores SIGPIPE; let it take its default action, which ends the process.
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
+
+    return run
 
 
 def print_json(value):

@@ -12,6 +12,7 @@ from token_exchange.tools.common import (
     die,
     open_tool_store,
     print_created,
+    quiet_when_output_closed,
     start,
     store_description,
 )
@@ -29,6 +30,7 @@ def build_parser():
     return parser
 
 
+@quiet_when_output_closed
 def main(argv=None):
     parser = build_parser()
     args = start(parser, argv)

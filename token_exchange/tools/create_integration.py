@@ -14,6 +14,7 @@ from token_exchange.tools.common import (
     die,
     open_tool_store,
     print_created_integration_key,
+    quiet_when_output_closed,
     start,
     store_description,
 )
@@ -43,6 +44,7 @@ def build_parser():
     return parser
 
 
+@quiet_when_output_closed
 def main(argv=None):
     parser = build_parser()
     args = start(parser, argv)

@@ -24,6 +24,7 @@ from token_exchange.tools.common import (
     print_created_integration_key,
     print_json,
     print_owners,
+    quiet_when_output_closed,
     start,
     store_description,
 )
@@ -78,6 +79,7 @@ REQUIRED = {
 }
 
 
+@quiet_when_output_closed
 def main(argv=None):
     command, parser, argv = choose_command(PROG, DESCRIPTION, COMMANDS, argv)
     args = start(parser, argv)
