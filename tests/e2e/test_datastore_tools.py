@@ -3,12 +3,13 @@ service reads through the bundled Datastore client."""
 
 import datetime
 import hashlib
+import json
 
 from tests.consumer import verify_token
 from tests.datastore_seed import INTEGRATION_NS, PLATFORM_NS, PROJECT, entity, seed_integration_key, unique
 from tests.httpclient import exchange
 from tests.support import TEST_BCRYPT_COST
-from tests.zipapp_service import free_port, run_zipapp
+from tests.zipapp_service import free_port, json_lines, run_zipapp
 
 
 def test_create_integration_writes_go_entities(client, built_zipapps, zipapp_home, target, ds_service):
@@ -155,6 +156,41 @@ def test_tools_need_a_project_with_datastore(built_zipapps, zipapp_home, target)
         assert "-project is required" in completed.stderr
 
 
+def test_project_id_serves_the_service_and_the_tools(client, built_zipapps, zipapp_home, target):
+    """PROJECT_ID, exported for the service, names the project for every tool that takes one."""
+    env = {"DATASTORE_EMULATOR_HOST": target.address, "PROJECT_ID": PROJECT}
+    integration_id, org = unique("acme"), unique("example-org")
+
+    def run(tool, *args):
+        completed = run_zipapp(built_zipapps[tool], args, zipapp_home, env=env)
+        assert completed.returncode == 0, completed.stderr
+        assert f"From the environment: PROJECT_ID={PROJECT}\n" in completed.stderr
+        return completed
+
+    run("create-integration", "-integration-id", integration_id, "-bcrypt-cost", str(TEST_BCRYPT_COST))
+    run("create-autojoin-key", "-org", org)
+    assert entity(client, "IntegrationMeta", integration_id, namespace=INTEGRATION_NS) is not None
+    assert entity(client, "Organization", org, namespace=PLATFORM_NS) is not None
+    listed = run("integration-keys", "list", "-integration-id", integration_id, "-json")
+    assert [i["integration_id"] for i in json.loads(listed.stdout)["integrations"]] == [integration_id]
+    listed = run("autojoin-keys", "list", "-org", org, "-json")
+    assert [o["name"] for o in json.loads(listed.stdout)["organizations"]] == [org]
+
+
+def test_create_integration_takes_the_go_tools_project_variable(client, built_zipapps, zipapp_home, target):
+    """PROJECT, as the Go create-integration reads it; the other tools leave it alone."""
+    integration_id = unique("acme")
+    env = {"DATASTORE_EMULATOR_HOST": target.address, "PROJECT": PROJECT}
+    args = ["-integration-id", integration_id, "-bcrypt-cost", str(TEST_BCRYPT_COST)]
+    completed = run_zipapp(built_zipapps["create-integration"], args, zipapp_home, env=env)
+    assert completed.returncode == 0, completed.stderr
+    assert entity(client, "IntegrationMeta", integration_id, namespace=INTEGRATION_NS) is not None
+    for tool in ("integration-keys", "autojoin-keys"):
+        completed = run_zipapp(built_zipapps[tool], ["list"], zipapp_home, env=env)
+        assert completed.returncode == 2
+        assert "-project is required" in completed.stderr
+
+
 def test_built_service_serves_from_datastore(client, zipapp_services, key_file, target):
     """The zipapp bundles the Datastore client and reads through it."""
     api_key, _ = seed_integration_key(client, unique("acme"))
@@ -167,3 +203,8 @@ def test_built_service_serves_from_datastore(client, zipapp_services, key_file, 
     response = exchange(service.base_url, "integration", api_key)
     assert response.status == 200, service.output()
     verify_token(service.base_url, response.json()["token"], "integration")
+    store_lines = [line["message"] for line in json_lines(service.output()) if line["message"].startswith("key store")]
+    assert store_lines == [
+        f"key store datastore (project {PROJECT}, integration namespace {INTEGRATION_NS},"
+        f" platform namespace {PLATFORM_NS}, timeout 3 s)"
+    ]

@@ -20,7 +20,7 @@ import pytest
 from tests.consumer import token_header, verify_token
 from tests.httpclient import exchange, request
 from tests.support import ALGS, TEST_BCRYPT_COST, remove_database
-from tests.zipapp_service import GENERATED_KEY_ID, error_line, json_lines, only_line
+from tests.zipapp_service import GENERATED_KEY_ID, error_line, free_port, json_lines, only_line, run_zipapp
 
 
 def integration_claims(service, api_key):
@@ -82,6 +82,12 @@ def test_created_autojoin_key_is_exchanged_by_the_built_service(tools, zipapp_se
     assert autojoin_claims(service, key.api_key)["org"] == "example-org"
     assert_refused(service, "autojoin", other_secret(key.api_key))
     assert rows(db_path, "SELECT name, email FROM organizations") == [("example-org", "ops@example.org")]
+
+
+def test_start_up_names_the_sqlite_store_by_its_path(zipapp_services, db_path):
+    service = zipapp_services.start(store_path=db_path)
+    store_lines = [line["message"] for line in json_lines(service.output()) if line["message"].startswith("key store")]
+    assert store_lines == [f"key store sqlite:{db_path} (timeout 3 s)"]  # no Google Cloud project
 
 
 def test_keys_created_while_the_service_runs_work_at_once(tools, zipapp_services, db_path):
@@ -265,43 +271,7 @@ def test_missing_required_flag(tools, db_path, tool, args, flag):
     assert not db_path.exists()
 
 
-def test_integration_flags_from_the_environment(tools, zipapp_services, db_path):
-    key = tools.create_integration(
-        None,
-        None,
-        bcrypt_cost=None,
-        env={
-            "STORE": f"sqlite:{db_path}",
-            "INTEGRATION_ID": "envco",
-            "KEY_ID": "ki_fromenv",
-            "KEY_TIER": "5",
-            "BCRYPT_COST": str(TEST_BCRYPT_COST),
-            "KEY_DESCRIPTION": "from env",
-        },
-    )
-    assert (key.integration_id, key.key_id) == ("envco", "ki_fromenv")
-    assert stored_hash(db_path, "envco", "ki_fromenv").startswith(f"$2b$0{TEST_BCRYPT_COST}$")
-    assert rows(db_path, "SELECT description FROM integration_keys") == [("from env",)]
-    service = zipapp_services.start(store_path=db_path)
-    claims = integration_claims(service, key.api_key)
-    assert (claims["int_id"], claims["key_id"], claims["tier"]) == ("envco", "ki_fromenv", 5)
-
-
-def test_autojoin_flags_from_the_environment(tools, zipapp_services, db_path):
-    key = tools.create_autojoin_key(
-        None,
-        None,
-        env={"STORE": f"sqlite:{db_path}", "ORG": "env-org", "EMAIL": "env@example.org", "NAMESPACE": "env-platform"},
-    )
-    assert key.org == "env-org"
-    assert rows(db_path, "SELECT namespace, name, email FROM organizations") == [
-        ("env-platform", "env-org", "env@example.org")
-    ]
-    service = zipapp_services.start("-platform-ns", "env-platform", store_path=db_path)
-    assert autojoin_claims(service, key.api_key)["org"] == "env-org"
-
-
-def test_command_line_wins_over_the_environment(tools, zipapp_services, db_path, tmp_path):
+def test_command_line_wins_over_the_environment(tools, db_path, tmp_path):
     env_db = tmp_path / "from-env.db"
     key = tools.create_integration(
         db_path,
@@ -315,17 +285,46 @@ def test_command_line_wins_over_the_environment(tools, zipapp_services, db_path,
             "INTEGRATION_ID": "from-env",
             "KEY_TIER": "9",
             "NAMESPACE": "env-ns",
-            "BCRYPT_COST": "31",
+            "CLIENT_INTEGRATION_NS": "other-env-ns",  # disagreeing, but the flag decides
         },
-    )  # the command line's cost 4 wins, or this test would take days
+    )
     assert key.integration_id == "from-flag"
     assert not env_db.exists()
     assert rows(db_path, "SELECT namespace, integration_id, tier FROM integration_keys") == [
         ("flag-ns", "from-flag", 2)
     ]
-    autojoin = tools.create_autojoin_key(db_path, "flag-org", env={"ORG": "env-org", "STORE": f"sqlite:{env_db}"})
+    autojoin = tools.create_autojoin_key(
+        db_path, "flag-org", "-namespace", "flag-ns", env={"PLATFORM_NS": "env-ns", "STORE": f"sqlite:{env_db}"}
+    )
     assert autojoin.org == "flag-org"
+    assert rows(db_path, "SELECT namespace FROM autojoin_keys") == [("flag-ns",)]
     assert not env_db.exists()
+
+
+def test_a_missing_directory_is_named(tools, built_zipapps, zipapp_home, key_file, tmp_path):
+    missing = tmp_path / "no-such-dir"
+    store = f"sqlite:{missing}/keys.db"
+    expected = f"store {store}: directory {missing} does not exist"
+    for tool, args in (
+        ("create-integration", ["-integration-id", "acme"]),
+        ("create-autojoin-key", ["-org", "example-org"]),
+        ("integration-keys", ["list"]),
+        ("autojoin-keys", ["list"]),
+    ):
+        command = args[0] if tool.endswith("-keys") else None
+        prog = f"{tool} {command}" if command else tool
+        done = tools.run(tool, *args, "-store", store)
+        assert done.returncode == 1
+        assert error_line(done, prog) == f"{prog}: error: {expected}"
+    done = run_zipapp(
+        built_zipapps["token-exchange"],
+        ["-store", store, "-private-key-path", key_file(), "-port", free_port()],
+        zipapp_home,
+        env={"PROMETHEUSX_LISTEN_ADDRESS": f"127.0.0.1:{free_port()}"},
+    )
+    assert done.returncode == 1
+    assert only_line(done, "token-exchange") == f"token-exchange: error: {expected}"
+    assert not missing.exists()
 
 
 # Refused ids.

@@ -296,7 +296,7 @@ def test_bad_flag_exits_2_with_one_line(service_pyz, zipapp_home, key_file, db_p
 @pytest.mark.parametrize(
     "store,problem",
     [
-        ("{tmp}/no-such-dir/keys.db", "No such file or directory"),
+        ("{tmp}/no-such-dir/keys.db", "directory {tmp}/no-such-dir does not exist"),
         ("{tmp}", "unable to open"),
         ("{tmp}/not-a-database.db", "not a database"),
     ],
@@ -309,7 +309,7 @@ def test_unusable_store_stops_start_up_with_one_line(service_pyz, zipapp_home, k
     assert done.returncode != 0
     line = only_line(done, PROG)
     assert line.startswith(f"{PROG}: error: store {spec}: "), line
-    assert problem in line, line
+    assert problem.format(tmp=tmp_path) in line, line
     assert (tmp_path / "not-a-database.db").read_bytes() == b"not SQLite at all, " * 100
 
 

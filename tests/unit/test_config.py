@@ -3,7 +3,7 @@ environment variables, and one clear line on stderr (exit 2) for bad input."""
 
 import pytest
 
-from token_exchange.cli.config import parse_config
+from token_exchange.cli.config import build_parser, parse_config
 
 # The README's configuration table, plus -store and the operational flags:
 # (flag, env var, attribute, default, another valid value, parsed).
@@ -183,6 +183,16 @@ def test_environment_variable_names_are_exact():
         "TOKEN_EXCHANGE_PORT": "3",
     }
     assert_config(parse_config([], env))
+
+
+def test_help_names_each_flags_variable_and_default_once():
+    text = " ".join(build_parser().format_help().split())  # as one line, whatever the wrapping
+    for flag, env, _, default, _, _ in FLAGS:
+        entry = text.split(f"--{flag} ", 1)[1].split(" -", 1)[0]
+        assert f"[env var: {env}]" in entry, flag
+        assert entry.count("(default:") == 1, entry
+        if default is not None:
+            assert f"(default: {default})" in entry, flag
 
 
 def test_flag_given_twice_takes_the_last_value():

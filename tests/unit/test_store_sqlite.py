@@ -97,8 +97,15 @@ def test_namespaces_are_separate(db_path):
 
 
 def test_unopenable_file_is_a_clear_store_error(tmp_path):
-    with pytest.raises(StoreError, match=r"sqlite:.*missing-dir.*cannot open"):
-        open_store(f"sqlite:{tmp_path}/missing-dir/keys.db")
+    # The directory is never created, so the error names it.
+    missing = tmp_path / "missing-dir"
+    with pytest.raises(StoreError) as refused:
+        open_store(f"sqlite:{missing}/keys.db")
+    assert str(refused.value) == f"store sqlite:{missing}/keys.db: directory {missing} does not exist"
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(StoreError) as refused:
+        open_store(f"sqlite:{tmp_path}/a-file/keys.db")
+    assert str(refused.value).endswith(f": {tmp_path}/a-file is not a directory")
     not_a_db = tmp_path / "not.db"
     not_a_db.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="cannot open"):

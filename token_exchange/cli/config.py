@@ -24,10 +24,14 @@ DEFAULT_SHUTDOWN_GRACE_SECONDS = 30.0
 
 
 def build_parser():
-    parser = FlagParser("token-exchange", "Exchanges API keys for short-lived signed JWTs.")
+    parser = FlagParser("token-exchange", "Exchanges API keys for short-lived signed JWTs.", env_from_flag_names=True)
     add_flag(parser, "port", "port to listen on", type=port_number, default=8080)
     add_flag(
-        parser, "private-key-path", "file holding the private JWK that signs tokens", default=DEFAULT_PRIVATE_KEY_PATH
+        parser,
+        "private-key-path",
+        "file holding the private JWK that signs tokens, or a JWK Set (its first private key signs; "
+        "every key is published in the JWKS)",
+        default=DEFAULT_PRIVATE_KEY_PATH,
     )
     add_flag(parser, "platform-ns", "namespace of autojoin credentials", default=DEFAULT_PLATFORM_NS)
     add_flag(
@@ -69,7 +73,7 @@ def build_parser():
     add_flag(
         parser,
         "log-format",
-        "log format on stderr: json or text (default: text on a terminal, else json)",
+        "log format on stderr: json or text (default: text when stderr is a terminal, else json)",
         choices=FORMATS,
         default=None,
     )

@@ -1,27 +1,39 @@
 """Go-style command-line flags, shared by the service and the tools.
 
-Like Go's flag package (and m-lab/go's flagx.ArgsFromEnv) every flag is
-spelled -name, --name, -name=value or --name=value, and can be set from the
-environment variable named by upper-casing it with '-' and '.' turned into
-'_'. The command line wins over the environment.
+Like Go's flag package every flag is spelled -name, --name, -name=value or
+--name=value. The service reads every flag from the environment too, as the
+Go service does (m-lab/go's flagx.ArgsFromEnv): the variable named by
+upper-casing the flag with '-' and '.' turned into '_'. A tool reads only the
+variables its add_flag() calls name. The command line wins over the
+environment.
 """
 
 import argparse
+import os
 import sys
 
 import configargparse
 
 from token_exchange.store import DEFAULT_STORE_TIMEOUT_SECONDS, STORE_HELP, check_store_spec
 
+ENVIRONMENT_EPILOG = "Command-line values override environment variables, which override defaults."
+
 
 class FlagParser(configargparse.ArgumentParser):
-    def __init__(self, prog, description):
+    def __init__(self, prog, description, env_from_flag_names=False):
+        """env_from_flag_names: every flag is read from the variable env_name() gives it, as the Go service's."""
         super().__init__(
             prog=prog,
             description=description,
             allow_abbrev=False,
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            add_help=False,
+            add_env_var_help=False,  # add_flag() writes the names into each flag's help
         )
+        # Go's flag package takes -help as well as -h and --help.
+        self.add_argument("-h", "-help", "--help", action="help", help="show this help message and exit")
+        self.env_from_flag_names = env_from_flag_names
+        self.env_flags: list[tuple[argparse.Action, tuple[str, ...]]] = []  # (flag, variables it is read from)
+        self.environment_used: dict[str, str] = {}  # after parse_args: {variable: value} of those that set a flag
 
     def _get_option_tuples(self, option_string):
         # Go's flag package knows no abbreviations, and allow_abbrev=False
@@ -33,14 +45,58 @@ class FlagParser(configargparse.ArgumentParser):
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         sys.exit(2)
 
+    def parse_args(self, args=None, namespace=None, config_file_contents=None, env_vars=os.environ):
+        """Parse the command line, then the environment for flags it does not give.
+
+        A flag read from two variables (a tool's own name and the service's, say) takes their value
+        when they agree; when they disagree it is an error, since either could be the one meant."""
+        args = sys.argv[1:] if args is None else list(args)
+        chosen, conflicts = {}, []
+        self.environment_used = {}
+        for action, names in self.env_flags:
+            if configargparse.already_on_command_line(args, action.option_strings, self.prefix_chars):
+                continue
+            found = {name: env_vars[name] for name in names if name in env_vars}
+            if len(set(found.values())) > 1:
+                settings = " and ".join(f"{name}={value!r}" for name, value in found.items())
+                flag = action.option_strings[0]
+                conflicts.append(f"environment variables {settings} disagree: unset one, or give {flag}")
+            elif found:
+                chosen[names[0]] = next(iter(found.values()))  # the name add_flag() gave configargparse
+                self.environment_used.update(found)
+        parsed = super().parse_args(args, namespace, config_file_contents, env_vars=chosen)
+        if conflicts:  # after parsing, so that -h still prints the help
+            self.error(conflicts[0])
+        return parsed
+
 
 def env_name(flag):
     return flag.upper().replace("-", "_").replace(".", "_")
 
 
-def add_flag(parser, name, help, **kwargs):
+def add_flag(parser, name, help, env=None, **kwargs):
+    """Add -name (and --name) to parser.
+
+    env: the environment variables the flag is read from; by default env_name(name) when the parser
+    reads every flag from the environment, else none.
+    """
     dest = name.replace("-", "_").replace(".", "_")
-    parser.add_argument(f"-{name}", f"--{name}", dest=dest, env_var=env_name(name), help=help, **kwargs)
+    if env is None:
+        env = (env_name(name),) if parser.env_from_flag_names else ()
+    elif isinstance(env, str):
+        env = (env,)
+    if env:
+        help += f" [env var: {' or '.join(env)}]"
+        parser.epilog = ENVIRONMENT_EPILOG
+    default = kwargs.get("default")
+    if default not in (None, "") and kwargs.get("action") != "store_true":
+        help += " (default: %(default)s)"
+    if env:
+        kwargs["env_var"] = env[0]  # parse_args() hands configargparse the chosen value under this name
+    action = parser.add_argument(f"-{name}", f"--{name}", dest=dest, help=help, **kwargs)
+    if env:
+        parser.env_flags.append((action, env))
+    return action
 
 
 def checked(check, what):
@@ -162,7 +218,8 @@ non_negative_seconds = checked(_non_negative_seconds, "duration")
 
 
 def add_store_flag(parser):
-    add_flag(parser, "store", STORE_HELP, type=store_spec, default="datastore")
+    # STORE for the tools too: one exported variable names the store for the service and its tools.
+    add_flag(parser, "store", STORE_HELP, env="STORE", type=store_spec, default="datastore")
     add_flag(
         parser,
         "store-timeout",

@@ -19,7 +19,7 @@ from token_exchange.cli.config import parse_config
 from token_exchange.observability.logs import default_format, setup_logging
 from token_exchange.signing.keyfile import KeyFileError, consumer_warning, load_key_set
 from token_exchange.signing.tokens import TokenIssuer
-from token_exchange.store import StoreError, open_store
+from token_exchange.store import StoreError, is_datastore, open_store
 from token_exchange.verification.hashpool import make_hash_executor
 from token_exchange.verification.verifier import KeyVerifier
 from token_exchange.web.accepting import open_file_limit
@@ -160,14 +160,16 @@ def run(config, keys, sockets, metrics_dir=None):
         log_start_up(config, keys)
     else:
         metrics = metrics_module.ServiceMetrics()  # values go to the shared directory
-    log.info(
-        "key store %s (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
-        config.store,
-        config.project_id,
-        config.client_integration_ns,
-        config.platform_ns,
-        config.store_timeout,
-    )
+    if is_datastore(config.store):
+        log.info(
+            "key store datastore (project %s, integration namespace %s, platform namespace %s, timeout %g s)",
+            config.project_id,
+            config.client_integration_ns,
+            config.platform_ns,
+            config.store_timeout,
+        )
+    else:
+        log.info("key store %s (timeout %g s)", config.store, config.store_timeout)
     try:
         asyncio.run(serve(config, keys, metrics.timed_store(store), metrics, sockets))
     finally:

@@ -116,6 +116,16 @@ def _create_if_missing(path):
         os.close(fd)
 
 
+def _open_problem(abspath, error):
+    """What stopped opening the file: its directory, which is never created, named when it is missing."""
+    directory = os.path.dirname(abspath)
+    if isinstance(error, (FileNotFoundError, NotADirectoryError)) and not os.path.isdir(directory):
+        if os.path.exists(directory):
+            return f"{directory} is not a directory"
+        return f"directory {directory} does not exist"
+    return f"cannot open: {error.strerror}"
+
+
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
@@ -139,7 +149,7 @@ class SQLiteKeyStore(KeyStore):
             self._file = self._stat()
             self._create_schema_in_turn()
         except OSError as e:
-            raise StoreError(f"store sqlite:{path}: cannot open: {e.strerror}") from None
+            raise StoreError(f"store sqlite:{path}: {_open_problem(self._abspath, e)}") from None
         except sqlite3.Error as e:
             self.close()
             raise StoreError(f"store sqlite:{path}: cannot open: {_describe(e)}") from None

@@ -20,15 +20,17 @@ from token_exchange.tools.common import (
     open_tool_store,
     print_json,
     print_owners,
+    quiet_when_output_closed,
     start,
 )
 
 PROG = "autojoin-keys"
+DESCRIPTION = "List organizations and their autojoin keys, revoke an autojoin key."
 _FINGERPRINT = re.compile(rf"[0-9a-fA-F]{{{MIN_FINGERPRINT_PREFIX},64}}")
 
 
 def _store_flags(parser):
-    add_store_flags(parser, DEFAULT_PLATFORM_NS, "Datastore namespace of autojoin credentials")
+    add_store_flags(parser, DEFAULT_PLATFORM_NS, "namespace of autojoin credentials", "PLATFORM_NS")
     add_json_flag(parser)
 
 
@@ -54,8 +56,9 @@ COMMANDS = {
 }
 
 
+@quiet_when_output_closed
 def main(argv=None):
-    command, parser, argv = choose_command(PROG, COMMANDS, argv)
+    command, parser, argv = choose_command(PROG, DESCRIPTION, COMMANDS, argv)
     args = start(parser, argv)
     if command == "revoke":
         if not args.fingerprint:

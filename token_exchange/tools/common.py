@@ -1,11 +1,15 @@
 """What the operator tools share: store flags, opening the store, output."""
 
 import dataclasses
+import functools
 import json
 import logging
+import os
+import shlex
+import signal
 import sys
 
-from token_exchange.cli.flags import FlagParser, add_flag, add_store_flag, checked, tier_number
+from token_exchange.cli.flags import FlagParser, add_flag, add_store_flag, checked, env_name, tier_number
 from token_exchange.store import StoreError, is_datastore, open_store
 from token_exchange.verification.secrethash import (
     BCRYPT,
@@ -16,12 +20,30 @@ from token_exchange.verification.secrethash import (
 )
 
 SAVE_WARNING = "IMPORTANT: Save the API key now. It cannot be retrieved later."
+HELP_FLAGS = ("-h", "-help", "--help")
 
 
-def add_store_flags(parser, namespace_default, namespace_help):
+def add_store_flags(parser, namespace_default, namespace_help, namespace_env, go_environment=False):
+    """-store, -store-timeout, -project and -namespace, read from the variables the service reads for
+    them (STORE, PROJECT_ID, namespace_env), so that one exported environment serves both.
+
+    go_environment: -project and -namespace also come from PROJECT and NAMESPACE, as the Go
+    create-integration reads them."""
     add_store_flag(parser)
-    add_flag(parser, "project", "Google Cloud project ID (required with -store datastore)", default="")
-    add_flag(parser, "namespace", namespace_help, default=namespace_default)
+    add_flag(
+        parser,
+        "project",
+        "Google Cloud project ID (required with -store datastore)",
+        env=("PROJECT_ID", "PROJECT") if go_environment else "PROJECT_ID",
+        default="",
+    )
+    add_flag(
+        parser,
+        "namespace",
+        namespace_help,
+        env=(namespace_env, "NAMESPACE") if go_environment else namespace_env,
+        default=namespace_default,
+    )
 
 
 def _bcrypt_cost(value):
@@ -31,11 +53,24 @@ def _bcrypt_cost(value):
     return cost
 
 
-def add_new_key_flags(parser):
-    """The flags of a new integration key, as create-integration spells them."""
-    add_flag(parser, "key-id", "key ID, starting with ki_ (generated when empty)", default="")
-    add_flag(parser, "key-description", "human-readable description of the API key", default="")
-    add_flag(parser, "key-tier", "service tier of the API key", type=tier_number, default=0)
+def add_new_key_flags(parser, go_environment=False):
+    """The flags of a new integration key, as create-integration spells them.
+
+    go_environment: -key-id, -key-description and -key-tier also come from KEY_ID, KEY_DESCRIPTION and
+    KEY_TIER, as the Go create-integration reads them."""
+
+    def env(name):
+        return env_name(name) if go_environment else ()
+
+    add_flag(parser, "key-id", "key ID, starting with ki_ (generated when empty)", env=env("key-id"), default="")
+    add_flag(
+        parser,
+        "key-description",
+        "human-readable description of the API key",
+        env=env("key-description"),
+        default="",
+    )
+    add_flag(parser, "key-tier", "service tier of the API key", env=env("key-tier"), type=tier_number, default=0)
     add_flag(
         parser,
         "hash",
@@ -56,21 +91,50 @@ def add_json_flag(parser):
     add_flag(parser, "json", "print JSON for scripts instead of text for people", action="store_true")
 
 
-def choose_command(prog, commands, argv):
-    """Split `TOOL COMMAND [flags]`: return (command, its parser, its flags); exit 2 on a missing or unknown one."""
+def choose_command(prog, description, commands, argv):
+    """Split `TOOL COMMAND [flags]`: return (command, its parser, its flags).
+
+    commands: {name: (description, function adding its flags)}. -h prints the tool's help (exit 0);
+    a missing or unknown command is one line (exit 2)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     names = ", ".join(commands)
-    if not argv or argv[0] in ("-h", "-help", "--help"):
-        sys.stderr.write(f"usage: {prog} COMMAND [flags]; commands: {names} ({prog} COMMAND -h for its flags)\n")
-        sys.exit(0 if argv else 2)
+    if argv and argv[0] in HELP_FLAGS:
+        width = max(len(name) for name in commands)
+        lines = [f"  {name:<{width}}  {text}" for name, (text, _) in commands.items()]
+        sys.stdout.write(
+            f"usage: {prog} COMMAND [flags]\n\n{description}\n\ncommands:\n"
+            + "\n".join(lines)
+            + f"\n\n{prog} COMMAND -h shows the flags of a command.\n"
+        )
+        sys.exit(0)
+    if not argv:
+        sys.stderr.write(f"usage: {prog} COMMAND [flags]; commands: {names} ({prog} -h for help)\n")
+        sys.exit(2)
     command = argv[0]
     if command not in commands:
         sys.stderr.write(f"{prog}: error: unknown command {command!r}: use one of {names}\n")
         sys.exit(2)
-    description, add_flags = commands[command]
-    parser = FlagParser(f"{prog} {command}", description)
+    text, add_flags = commands[command]
+    parser = FlagParser(f"{prog} {command}", text)
     add_flags(parser)
     return command, parser, argv[1:]
+
+
+def quiet_when_output_closed(main):
+    """A tool's main that ends as cat does when its reader stops early (`integration-keys list | head`):
+    killed by SIGPIPE, with nothing on stderr, instead of a BrokenPipeError traceback."""
+
+    @functools.wraps(main)
+    def run(argv=None):
+        try:
+            main(argv)
+            sys.stdout.flush()  # the rest of the output, while a broken pipe can still be caught here
+        except BrokenPipeError:
+            # Python ignores SIGPIPE; let it take its default action, which ends the process.
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGPIPE)
+
+    return run
 
 
 def print_json(value):
@@ -113,10 +177,20 @@ def print_table(header, rows, indent="  "):
 
 
 def start(parser, argv):
-    """Parse flags and set up logging for a tool."""
+    """Parse flags and set up logging for a tool; say which flags the environment set."""
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    if parser.environment_used:
+        logging.getLogger(parser.prog).info(
+            "From the environment: %s",
+            " ".join(f"{name}={shlex.quote(value)}" for name, value in parser.environment_used.items()),
+        )
     return args
+
+
+def store_description(args):
+    """Where a tool writes, for its log: the Datastore project, or the -store value."""
+    return f"Datastore project '{args.project}'" if is_datastore(args.store) else args.store
 
 
 def open_tool_store(parser, args, **namespaces):

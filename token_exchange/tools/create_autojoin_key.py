@@ -7,7 +7,15 @@ import logging
 
 from token_exchange.cli.flags import FlagParser, add_flag
 from token_exchange.store import DEFAULT_PLATFORM_NS, StoreError
-from token_exchange.tools.common import add_store_flags, die, open_tool_store, print_created, start
+from token_exchange.tools.common import (
+    add_store_flags,
+    die,
+    open_tool_store,
+    print_created,
+    quiet_when_output_closed,
+    start,
+    store_description,
+)
 from token_exchange.tools.provisioning import create_autojoin_key
 
 PROG = "create-autojoin-key"
@@ -16,12 +24,13 @@ log = logging.getLogger(PROG)
 
 def build_parser():
     parser = FlagParser(PROG, "Create an autojoin API key for an organization (created if needed).")
-    add_store_flags(parser, DEFAULT_PLATFORM_NS, "Datastore namespace of autojoin credentials")
+    add_store_flags(parser, DEFAULT_PLATFORM_NS, "namespace of autojoin credentials", "PLATFORM_NS")
     add_flag(parser, "org", "organization name (required)", default="")
     add_flag(parser, "email", "contact email of the organization, used when creating it", default="")
     return parser
 
 
+@quiet_when_output_closed
 def main(argv=None):
     parser = build_parser()
     args = start(parser, argv)
@@ -29,7 +38,12 @@ def main(argv=None):
         parser.error("-org is required")
     store = open_tool_store(parser, args, platform_ns=args.namespace)
     try:
-        log.info("Creating an autojoin key for '%s' in %s, namespace '%s'...", args.org, args.store, args.namespace)
+        log.info(
+            "Creating an autojoin key for '%s' in %s, namespace '%s'...",
+            args.org,
+            store_description(args),
+            args.namespace,
+        )
         result = create_autojoin_key(store, args.org, args.email)
     except StoreError as e:
         die(PROG, e)

@@ -6,7 +6,7 @@ create-integration -project mlab-sandbox -integration-id acme
 
 import logging
 
-from token_exchange.cli.flags import FlagParser, add_flag
+from token_exchange.cli.flags import FlagParser, add_flag, env_name
 from token_exchange.store import DEFAULT_INTEGRATION_NS, StoreError
 from token_exchange.tools.common import (
     add_new_key_flags,
@@ -14,7 +14,9 @@ from token_exchange.tools.common import (
     die,
     open_tool_store,
     print_created_integration_key,
+    quiet_when_output_closed,
     start,
+    store_description,
 )
 from token_exchange.tools.provisioning import create_integration_key
 from token_exchange.verification.apikey import MalformedKey
@@ -25,13 +27,24 @@ log = logging.getLogger(PROG)
 
 def build_parser():
     parser = FlagParser(PROG, "Create a client integration and an API key for it.")
-    add_store_flags(parser, DEFAULT_INTEGRATION_NS, "Datastore namespace of client integrations")
-    add_flag(parser, "integration-id", "integration ID (required)", default="")
-    add_flag(parser, "integration-description", "human-readable description of the integration", default="")
-    add_new_key_flags(parser)
+    # The Go tool's flags are also read from the variables it reads them from (flagx.ArgsFromEnv), so
+    # that a script written for it works unchanged; the project and namespace also from the service's.
+    add_store_flags(
+        parser, DEFAULT_INTEGRATION_NS, "namespace of client integrations", "CLIENT_INTEGRATION_NS", go_environment=True
+    )
+    add_flag(parser, "integration-id", "integration ID (required)", env=env_name("integration-id"), default="")
+    add_flag(
+        parser,
+        "integration-description",
+        "human-readable description of the integration",
+        env=env_name("integration-description"),
+        default="",
+    )
+    add_new_key_flags(parser, go_environment=True)
     return parser
 
 
+@quiet_when_output_closed
 def main(argv=None):
     parser = build_parser()
     args = start(parser, argv)
@@ -39,7 +52,12 @@ def main(argv=None):
         parser.error("-integration-id is required")
     store = open_tool_store(parser, args, integration_ns=args.namespace)
     try:
-        log.info("Creating integration '%s' in %s, namespace '%s'...", args.integration_id, args.store, args.namespace)
+        log.info(
+            "Creating integration '%s' in %s, namespace '%s'...",
+            args.integration_id,
+            store_description(args),
+            args.namespace,
+        )
         result = create_integration_key(
             store,
             args.integration_id,

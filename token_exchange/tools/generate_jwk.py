@@ -28,7 +28,7 @@ from token_exchange.signing.keyfile import (
     replace_key_file,
     write_private_jwk,
 )
-from token_exchange.tools.common import die, start
+from token_exchange.tools.common import die, quiet_when_output_closed, start
 
 PROG = "generate-jwk"
 
@@ -77,6 +77,7 @@ def build_parser():
     return parser
 
 
+@quiet_when_output_closed
 def main(argv=None):
     parser = build_parser()
     args = start(parser, argv)

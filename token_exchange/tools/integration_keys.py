@@ -24,18 +24,21 @@ from token_exchange.tools.common import (
     print_created_integration_key,
     print_json,
     print_owners,
+    quiet_when_output_closed,
     start,
+    store_description,
 )
 from token_exchange.tools.provisioning import add_integration_key
 from token_exchange.verification.apikey import MalformedKey
 
 PROG = "integration-keys"
+DESCRIPTION = "List, add, revoke, re-activate and re-tier client integration API keys."
 REVOKED = "revoked"
 log = logging.getLogger(PROG)
 
 
 def _store_flags(parser):
-    add_store_flags(parser, DEFAULT_INTEGRATION_NS, "Datastore namespace of client integrations")
+    add_store_flags(parser, DEFAULT_INTEGRATION_NS, "namespace of client integrations", "CLIENT_INTEGRATION_NS")
     add_json_flag(parser)
 
 
@@ -76,8 +79,9 @@ REQUIRED = {
 }
 
 
+@quiet_when_output_closed
 def main(argv=None):
-    command, parser, argv = choose_command(PROG, COMMANDS, argv)
+    command, parser, argv = choose_command(PROG, DESCRIPTION, COMMANDS, argv)
     args = start(parser, argv)
     for flag in REQUIRED.get(command, ()):
         if getattr(args, flag.replace("-", "_")) in ("", None):
@@ -115,7 +119,10 @@ def list_keys(store, args):
 
 def add_key(store, args):
     log.info(
-        "Adding a key to integration '%s' in %s, namespace '%s'...", args.integration_id, args.store, args.namespace
+        "Adding a key to integration '%s' in %s, namespace '%s'...",
+        args.integration_id,
+        store_description(args),
+        args.namespace,
     )
     result = add_integration_key(
         store, args.integration_id, args.key_id, args.key_description, args.key_tier, args.hash, args.bcrypt_cost
