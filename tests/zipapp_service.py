@@ -33,9 +33,25 @@ RUN_TIMEOUT_SECONDS = 60
 MEMORY_LIMIT_BYTES = 1 << 30
 
 
-def limit_memory():
-    """preexec_fn of a run given MEMORY_LIMIT_BYTES of address space."""
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT_BYTES, MEMORY_LIMIT_BYTES))
+# limits= of a run given MEMORY_LIMIT_BYTES of address space.
+LIMIT_MEMORY = {resource.RLIMIT_AS: MEMORY_LIMIT_BYTES}
+
+# Sets resource limits (a JSON object: resource number -> limit, soft and hard), then becomes the command
+# that follows. preexec_fn would do it in the forked child before exec, which is unsafe in a test process
+# with threads: grpc's fork handlers have aborted such a child.
+_LIMITS_LAUNCHER = (
+    "import json, os, resource, sys\n"
+    "for name, limit in json.loads(sys.argv[1]).items():\n"
+    "    resource.setrlimit(int(name), (limit, limit))\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def with_limits(command, limits):
+    """command run with resource limits ({resource.RLIMIT_...: limit}), or as it is when limits is None."""
+    if not limits:
+        return command
+    return [plain_python(), "-I", "-c", _LIMITS_LAUNCHER, json.dumps(limits), *command]
 
 
 # Ports handed to services come from below Linux's ephemeral range (32768-60999): a port the
@@ -76,10 +92,15 @@ def zipapp_command(pyz, args):
     return [plain_python(), "-I", str(pyz), *(str(arg) for arg in args)]
 
 
-def run_zipapp(pyz, args, home, env=None, timeout=RUN_TIMEOUT_SECONDS, **kwargs):
-    """Run a zipapp to completion; return the CompletedProcess (text output)."""
+def run_zipapp(pyz, args, home, env=None, timeout=RUN_TIMEOUT_SECONDS, limits=None, **kwargs):
+    """Run a zipapp to completion; return the CompletedProcess (text output). limits: see with_limits."""
     return subprocess.run(
-        zipapp_command(pyz, args), env=minimal_env(home, env), capture_output=True, text=True, timeout=timeout, **kwargs
+        with_limits(zipapp_command(pyz, args), limits),
+        env=minimal_env(home, env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
     )
 
 
@@ -110,10 +131,6 @@ def health(base_url, timeout=1):
     return response.body if response.status == 200 else None
 
 
-def limit_open_files(limit):
-    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-
-
 class ZipappService:
     """dist/token-exchange.pyz as a subprocess; its stdout and stderr go to one temporary file."""
 
@@ -123,12 +140,13 @@ class ZipappService:
         self.base_url = f"http://127.0.0.1:{port}"
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 (open while the service runs; stop() closes it)
         self.process = subprocess.Popen(
-            zipapp_command(pyz, args),
+            with_limits(
+                zipapp_command(pyz, args), None if open_files is None else {resource.RLIMIT_NOFILE: open_files}
+            ),
             env=minimal_env(home, env),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            preexec_fn=None if open_files is None else lambda: limit_open_files(open_files),
         )
 
     def wait_healthy(self, timeout=START_TIMEOUT_SECONDS):

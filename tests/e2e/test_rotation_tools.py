@@ -11,7 +11,7 @@ import pytest
 
 from tests.consumer import fetch_jwks, token_header, verify_token
 from tests.httpclient import exchange, request
-from tests.zipapp_service import limit_memory, only_line
+from tests.zipapp_service import LIMIT_MEMORY, only_line
 from token_exchange.signing.keyfile import MAX_KEY_FILE_BYTES, PRIVATE_PARAMS
 
 PROG = "generate-jwk"
@@ -182,6 +182,6 @@ UNREADABLE_SETS = [dev_zero, fifo, directory, over_1_mib]
 @pytest.mark.parametrize("case", UNREADABLE_SETS, ids=[case.__name__ for case in UNREADABLE_SETS])
 def test_set_that_is_not_a_small_regular_file_is_refused_unread(tools, tmp_path, case):
     path, problem = case(tmp_path)
-    done = tools.run(PROG, "-set", path, "-add", preexec_fn=limit_memory)
+    done = tools.run(PROG, "-set", path, "-add", limits=LIMIT_MEMORY)
     assert done.returncode == 1
     assert only_line(done, PROG) == f"{PROG}: error: private key file {path}: {problem}"

@@ -385,9 +385,8 @@ def test_invalid_ids_are_refused(tools, db_path, args, message):
 # A write that fails says why.
 
 
-def no_file_may_grow():
-    """In the tool's process: any write that would grow a file fails (EFBIG), as on a full disk; root too."""
-    resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+# In the tool's process: any write that would grow a file fails (EFBIG), as on a full disk; root too.
+NO_FILE_MAY_GROW = {resource.RLIMIT_FSIZE: 1}
 
 
 def test_a_failing_write_reports_the_real_error(tools, zipapp_services, db_path):
@@ -403,7 +402,7 @@ def test_a_failing_write_reports_the_real_error(tools, zipapp_services, db_path)
         "acme",
         "-bcrypt-cost",
         TEST_BCRYPT_COST,
-        preexec_fn=no_file_may_grow,
+        limits=NO_FILE_MAY_GROW,
     )
     assert done.returncode == 1
     assert done.stdout == ""

@@ -21,13 +21,13 @@ from jwcrypto import jwk
 from tests.httpclient import exchange, request
 from tests.support import ROOT
 from tests.zipapp_service import (
+    LIMIT_MEMORY,
     START_TIMEOUT_SECONDS,
     access_lines,
     error_line,
     free_port,
     hashing_queue_depth,
     health,
-    limit_memory,
     metric_values,
     only_line,
     run_zipapp,
@@ -225,7 +225,7 @@ def test_bad_key_file_stops_start_up_with_one_line(service_pyz, zipapp_home, tmp
         f"sqlite:{db_path}",
         "-port",
         port,
-        preexec_fn=limit_memory,
+        limits=LIMIT_MEMORY,
     )
     assert done.returncode == 1
     line = only_line(done, PROG)
