@@ -2,8 +2,10 @@
 
 import os
 import pathlib
+import re
 import sys
 import threading
+from dataclasses import dataclass
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -68,7 +70,7 @@ def remove_database(db_path):
 
 # Metrics, read from a registry as Prometheus would scrape it.
 
-ALLOWED_LABELS = {"code", "method", "operation", "audience", "result", "le"}
+ALLOWED_LABELS = {"code", "method", "operation", "audience", "result", "reason", "le"}
 
 
 def samples(registry):
@@ -83,6 +85,63 @@ def samples(registry):
 
 def value(all_samples, name, **labels):
     return all_samples.get((name, frozenset(labels.items())), 0.0)
+
+
+@dataclass(frozen=True)
+class DocumentedMetric:
+    name: str
+    type: str
+    labels: dict  # label name -> the values the table lists for it (none for code, method)
+
+
+# A label cell: `name`, optionally followed by its values in brackets: `result` (`hit`, `miss`).
+_LABEL = re.compile(r"`(\w+)`(?:\s*\(([^)]*)\))?")
+
+
+def documented_metrics():
+    """The rows of README's metrics table: what the service must expose from start."""
+    section = (ROOT / "README.md").read_text().split("\n### Metrics\n", 1)[1].split("\n### ", 1)[0]
+    metrics = []
+    for line in section.splitlines():
+        if not line.startswith("| `"):
+            continue
+        name, kind, labels = (cell.strip() for cell in line.strip("|").split("|")[:3])
+        metrics.append(
+            DocumentedMetric(
+                name.strip("`"),
+                kind,
+                {label: re.findall(r"`([^`]+)`", values) for label, values in _LABEL.findall(labels)},
+            )
+        )
+    assert len(metrics) >= 10 and all(m.name.startswith("tokenexchange_") for m in metrics), metrics
+    return metrics
+
+
+def missing_documented_metrics(exposition):
+    """What a fresh service's /metrics text lacks of README's table: HELP, TYPE, the listed label values,
+    zero values. Empty when it shows every documented metric."""
+    samples = [s for family in text_string_to_metric_families(exposition) for s in family.samples]
+    problems = []
+    for metric in documented_metrics():
+        if not re.search(rf"^# HELP {metric.name} \S", exposition, re.MULTILINE):
+            problems.append(f"{metric.name}: no HELP")
+        if f"\n# TYPE {metric.name} {metric.type}\n" not in exposition:
+            problems.append(f"{metric.name}: no TYPE {metric.type}")
+        names = {metric.name}
+        if metric.type == "histogram":
+            names = {metric.name + end for end in ("_bucket", "_count", "_sum")}
+        own = [s for s in samples if s.name in names]
+        if not own:
+            problems.append(f"{metric.name}: no sample")
+        if any(s.value != 0 for s in own):
+            problems.append(f"{metric.name}: not zero: {own}")
+        if any(set(s.labels) - {"le"} != set(metric.labels) for s in own):
+            problems.append(f"{metric.name}: labels other than {sorted(metric.labels)}: {own}")
+        for label, values in metric.labels.items():
+            shown = {s.labels.get(label) for s in own}
+            if not set(values) <= shown:
+                problems.append(f"{metric.name}: {label} shows {sorted(map(str, shown))}, not all of {values}")
+    return problems
 
 
 # bcrypt checks, counted and held.

@@ -19,7 +19,7 @@ import pytest
 from jwcrypto import jwk
 
 from tests.httpclient import exchange, request
-from tests.support import ROOT
+from tests.support import ROOT, missing_documented_metrics
 from tests.zipapp_service import (
     LIMIT_MEMORY,
     START_TIMEOUT_SECONDS,
@@ -580,7 +580,7 @@ def test_metrics_are_served_over_http(zipapp_services, integration_key):
         == expected
     )
     issued = metric_values(service.metrics_url, "tokenexchange_tokens_issued_total")
-    assert issued == {frozenset({("audience", "integration")}): 2.0}
+    assert issued == {frozenset({("audience", "integration")}): 2.0, frozenset({("audience", "autojoin")}): 0.0}
     # Not a TTY: JSON lines. By default a success leaves no access line, a refusal does, naming
     # the key by its ids only.
     assert exchange(service.base_url, "integration", key.api_key[:-1] + "~").status == 401
@@ -590,6 +590,12 @@ def test_metrics_are_served_over_http(zipapp_services, integration_key):
     assert statuses == [401]
     assert access_lines(service, "/v0/token/integration")[0]["key_id"] == key.key_id
     assert key.api_key.rsplit(".", 1)[1] not in service.output()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_every_documented_metric_is_served_before_the_first_request(zipapp_services, workers):
+    service = zipapp_services.start("-workers", workers)
+    assert missing_documented_metrics(request(service.metrics_url, "GET", "/metrics").body.decode()) == []
 
 
 # The service sends itself a signal while loading its signing key, before it serves.

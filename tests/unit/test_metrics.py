@@ -1,7 +1,9 @@
 """The service's metrics (observability/metrics.py) in process: the verifier's events feed the cache,
 queue and refusal metrics of a registry of its own."""
 
-from tests.support import samples, value
+from prometheus_client import generate_latest
+
+from tests.support import missing_documented_metrics, samples, value
 from token_exchange.observability.metrics import ServiceMetrics
 
 
@@ -20,3 +22,7 @@ def test_verifier_events_feed_cache_and_queue_metrics():
     assert value(got, "tokenexchange_verifications_refused_total", result="throttled") == 1
     events.verification_done(0)
     assert value(samples(metrics.registry), "tokenexchange_hashing_queue_depth") == 0
+
+
+def test_every_documented_metric_is_exposed_at_zero_before_any_event():
+    assert missing_documented_metrics(generate_latest(ServiceMetrics().registry).decode()) == []

@@ -27,6 +27,16 @@ ENDPOINT_METRICS = {
 }
 # A client may send any method name (answered 405): others are counted as "other".
 KNOWN_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+# The fixed label values, whose series exist (at zero) from start: a scrape shows every metric before its
+# first event, and rate() counts that first event. In multiprocess mode a labelled metric without a child
+# is not exposed at all, HELP included. Of code and method only the success of each token endpoint is known
+# up front; other pairs appear with their first request.
+SUCCESS_LABELS = {"code": "200", "method": "post"}
+STORE_OPERATIONS = ("get_integration_key", "find_autojoin_org", "check")
+CACHE_RESULTS = ("hit", "miss")
+REFUSAL_RESULTS = ("overloaded", "throttled")  # verifier.VerifierEvents.verification_refused
+# accepting.Acceptor reports any errno by name; these two are running out of descriptors.
+ACCEPT_ERRORS = ("EMFILE", "ENFILE")
 
 
 class ServiceMetrics:
@@ -92,6 +102,19 @@ class ServiceMetrics:
             "Idle connections closed to make room when a connection could not be accepted.",
             registry=reg,
         )
+        for path, audience in ENDPOINT_METRICS.items():
+            self._requests[path].labels(**SUCCESS_LABELS)
+            self._durations[path].labels(**SUCCESS_LABELS)
+            self.tokens_issued.labels(audience=audience)
+        for operation in STORE_OPERATIONS:
+            self.store_call_seconds.labels(operation=operation)
+            self.store_errors.labels(operation=operation)
+        for result in CACHE_RESULTS:
+            self.verification_cache.labels(result=result)
+        for result in REFUSAL_RESULTS:
+            self.verifications_refused.labels(result=result)
+        for reason in ACCEPT_ERRORS:
+            self.accept_errors.labels(reason=reason)
         self.verifier_events = VerifierMetrics(self)
         self.accept_events = AcceptMetrics(self)
         # labels() looks a child up under a lock; every request of a kind uses the children the first one
