@@ -17,7 +17,7 @@ import tornado.testing
 
 from tests.support import ALGS, TEST_BCRYPT_COST
 from token_exchange.observability.metrics import ServiceMetrics
-from token_exchange.signing.keyfile import generate_private_jwk, load_key_set
+from token_exchange.signing.keyfile import KeySet, generate_private_jwk, load_key_set
 from token_exchange.signing.tokens import TokenIssuer
 from token_exchange.store.sqlite import SQLiteKeyStore
 from token_exchange.tools.provisioning import create_autojoin_key, create_integration_key
@@ -26,6 +26,7 @@ from token_exchange.web.app import make_app
 from token_exchange.web.body import MAX_BODY_BYTES
 from token_exchange.web.connections import ServiceHTTPServer
 from token_exchange.web.inflight import RequestsInFlight
+from token_exchange.web.signingkeys import SigningKeys
 
 TIERS = ("unit", "http", "e2e")
 TESTS_DIR = pathlib.Path(__file__).resolve().parent
@@ -126,10 +127,10 @@ class RunningService:
             **(verifier_options or {}),
         }
         self.verifier = KeyVerifier(self.store, self.executor, self.executor, store_timeout, **verifier_options)
+        self.signing_keys = SigningKeys(KeySet(signing_key, public_jwks or [signing_key.public_jwk]), issuer_factory)
         self.app = make_app(
             self.verifier,
-            issuer_factory(signing_key),
-            public_jwks or [signing_key.public_jwk],
+            self.signing_keys,
             in_flight=self.in_flight,
             metrics=self.metrics,
             access_log=access_log,

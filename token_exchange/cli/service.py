@@ -18,7 +18,6 @@ import tornado.netutil
 from token_exchange.cli.config import parse_config
 from token_exchange.observability.logs import default_format, setup_logging
 from token_exchange.signing.keyfile import KeyFileError, consumer_warning, load_key_set
-from token_exchange.signing.tokens import TokenIssuer
 from token_exchange.store import StoreError, is_datastore, open_store
 from token_exchange.verification.hashpool import make_hash_executor
 from token_exchange.verification.verifier import KeyVerifier
@@ -27,6 +26,7 @@ from token_exchange.web.app import make_app
 from token_exchange.web.body import MAX_BODY_BYTES
 from token_exchange.web.connections import ServiceHTTPServer
 from token_exchange.web.inflight import RequestsInFlight
+from token_exchange.web.signingkeys import SigningKeys
 
 log = logging.getLogger("token_exchange")
 
@@ -190,10 +190,10 @@ async def serve(config, keys, store, metrics, sockets):
         events=metrics.verifier_events,
     )
     in_flight = RequestsInFlight()
+    signing_keys = SigningKeys(keys)
     app = make_app(
         verifier,
-        TokenIssuer(keys.signing_key),
-        keys.public_jwks,
+        signing_keys,
         in_flight=in_flight,
         metrics=metrics,
         access_log=config.access_log,

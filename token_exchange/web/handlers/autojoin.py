@@ -9,4 +9,4 @@ class AutojoinHandler(TokenHandler):
     async def post(self):
         org = await self.verifier.verify_autojoin_key(self.api_key())
         self.access_fields = {"org": org}
-        self.send_token(self.issuer.autojoin_token(org))
+        self.send_token(self.issuer().autojoin_token(org))

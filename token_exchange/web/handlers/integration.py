@@ -14,4 +14,4 @@ class IntegrationHandler(TokenHandler):
         # id goes), never the secret.
         self.access_fields = {"integration_id": key.integration_id, "key_id": key.key_id}
         identity = await self.verifier.verify_integration_secret(key, record, self.client())
-        self.send_token(self.issuer.integration_token(identity))
+        self.send_token(self.issuer().integration_token(identity))

@@ -5,11 +5,11 @@ from typing import cast
 from tornado.http1connection import HTTP1Connection
 from tornado.web import Finish, stream_request_body
 
-from token_exchange.signing.tokens import TokenIssuer
 from token_exchange.verification.verifier import KeyVerifier
 from token_exchange.web.body import MAX_BODY_BYTES, BodyTooLarge, api_key_from_body, declared_body_length
 from token_exchange.web.clientaddr import client_address
 from token_exchange.web.handlers.base import BaseHandler
+from token_exchange.web.signingkeys import SigningKeys
 
 # Tornado's own cap for a streamed body, raised so that it never answers a
 # bare 400 before data_received() has sent our 413.
@@ -23,10 +23,10 @@ class TokenHandler(BaseHandler):
 
     ALLOWED_METHODS = ("POST",)
 
-    def initialize(self, verifier: KeyVerifier, issuer: TokenIssuer, trusted_proxies: int) -> None:
+    def initialize(self, verifier: KeyVerifier, signing_keys: SigningKeys, trusted_proxies: int) -> None:
         """trusted_proxies: how many proxies in front of the service append to X-Forwarded-For (web.clientaddr)."""
         self.verifier = verifier
-        self.issuer = issuer
+        self.signing_keys = signing_keys
         self.trusted_proxies = trusted_proxies
         self.access_fields: dict[str, str] = {}  # what the access line adds: ids, never a secret
         self._body = bytearray()
@@ -64,6 +64,11 @@ class TokenHandler(BaseHandler):
         """The client the limits on bcrypt checks count this request against (web.clientaddr)."""
         peer = self.request.remote_ip or ""  # always set for a TCP connection
         return client_address(peer, self.request.headers.get("X-Forwarded-For", ""), self.trusted_proxies)
+
+    def issuer(self):
+        """The issuer in use now: a reload while the key was verified may have replaced the one of the
+        request's start, whose key may no longer be published."""
+        return self.signing_keys.current.issuer
 
     def send_token(self, token):
         # A compact JWS is ASCII letters, digits, "-", "_" and ".": nothing to escape.
