@@ -592,10 +592,23 @@ def test_metrics_are_served_over_http(zipapp_services, integration_key):
     assert key.api_key.rsplit(".", 1)[1] not in service.output()
 
 
+def first_scrape(metrics_url):
+    """/metrics once it answers: with -workers the supervisor serves it, and starts to after forking, so a
+    worker may answer /health before."""
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while True:
+        try:
+            return request(metrics_url, "GET", "/metrics").body.decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_every_documented_metric_is_served_before_the_first_request(zipapp_services, workers):
     service = zipapp_services.start("-workers", workers)
-    assert missing_documented_metrics(request(service.metrics_url, "GET", "/metrics").body.decode()) == []
+    assert missing_documented_metrics(first_scrape(service.metrics_url)) == []
 
 
 # The service sends itself a signal while loading its signing key, before it serves.
