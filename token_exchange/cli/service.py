@@ -1,7 +1,8 @@
 """Start-up: configuration, signing key, key store, then serve until signalled.
 
 One process by default (Cloud Run gives an instance one CPU); with
--workers N, cli.workers forks N processes that share the port.
+-workers N, cli.workers forks N processes that share the port. SIGTERM and
+SIGINT stop the service; SIGHUP re-reads the signing key file.
 """
 
 import asyncio
@@ -42,6 +43,10 @@ REDACTED = "[redacted]"
 STORE_ENVIRONMENT = ("DATASTORE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")
 # Stop the service: forwarded by the supervisor to every worker.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Re-read the signing key file: forwarded by the supervisor to every worker, which reads it itself.
+RELOAD_SIGNAL = signal.SIGHUP
+# Held back from start-up until serving takes them.
+HELD_SIGNALS = (*STOP_SIGNALS, RELOAD_SIGNAL)
 # After the signal, idle kept-alive connections are closed once no request has come for this long: a
 # client busy with us sends its next request within it and gets its answer with "Connection: close".
 SHUTDOWN_LINGER_SECONDS = 1.0
@@ -74,7 +79,9 @@ def main(argv=None):
     # A stop signal is held back until serving can take it (serve(), or the supervisor forwarding it):
     # a service stopped while it starts then stops at once, with nothing in flight, status 0 and no
     # traceback. (Raised from a handler instead, SystemExit may land where Python only prints it.)
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    # SIGHUP too, whose default action would end the service: a reload asked for while it starts is
+    # done once it serves.
+    signal.pthread_sigmask(signal.SIG_BLOCK, HELD_SIGNALS)
     config = parse_config(argv)
     setup_logging(config.log_format or default_format())
     raise_open_file_limit()
@@ -110,15 +117,19 @@ def log_start_up(config, keys):
         " ".join(f"{name}={value}" for name, value in settings.items()),
         extra={"json_fields": {"configuration": settings}},
     )
-    # The path is logged, never the key file's contents.
-    log.info(
-        "signing with key kid=%s alg=%s from %s; JWKS publishes kids %s",
-        keys.signing_key.kid,
-        keys.signing_key.alg,
-        config.private_key_path,
-        ", ".join(keys.published_kids),
-    )
+    log.info("%s", key_set_summary(keys, config.private_key_path))
     log.info("open-file limit %s: at most that many connections and files at once", open_file_limit())
+    warn_of_consumers(keys)
+
+
+def key_set_summary(keys, path):
+    """Which kid signs and which the JWKS publishes. The path is logged, never the key file's contents."""
+    signing = keys.signing_key
+    kids = ", ".join(keys.published_kids)
+    return f"signing with key kid={signing.kid} alg={signing.alg} from {path}; JWKS publishes kids {kids}"
+
+
+def warn_of_consumers(keys):
     warning = consumer_warning(keys.signing_key.alg)
     if warning:
         log.warning("signing key kid=%s: %s", keys.signing_key.kid, warning)
@@ -206,11 +217,17 @@ async def serve(config, keys, store, metrics, sockets):
     log.info("listening on port %d (metrics on %s)", config.port, config.prometheusx_listen_address)
 
     stop = asyncio.Event()
+    reload_asked = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # held back since main(); one may be pending
+    loop.add_signal_handler(RELOAD_SIGNAL, reload_asked.set)
+    reloading = asyncio.create_task(reload_when_asked(config.private_key_path, signing_keys, reload_asked))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)  # held back since main(); some may be pending
     await stop.wait()
+    # A reload is of no use now, and once the loop has closed SIGHUP's default action would end the process.
+    signal.pthread_sigmask(signal.SIG_BLOCK, (RELOAD_SIGNAL,))
+    reloading.cancel()
     log.info("shutting down: %d requests in flight, waiting up to %g s", in_flight.count, config.shutdown_grace)
     server.stop()  # no new connections
     # As Go's Shutdown: a request read from now on is answered with "Connection: close", so its client
@@ -222,3 +239,47 @@ async def serve(config, keys, store, metrics, sockets):
     await server.close_all_connections()
     for executor in (store_executor, hash_executor):
         executor.shutdown(wait=False, cancel_futures=True)
+
+
+async def reload_when_asked(path, signing_keys, asked):
+    """Re-read the signing key file each time asked is set (SIGHUP), one reload at a time: a signal that
+    comes during a reload asks for one more, so the file's latest contents are always read."""
+    while True:
+        await asked.wait()
+        asked.clear()
+        try:
+            await reload_signing_keys(path, signing_keys)
+        except Exception:  # a bug, not a bad file (that is a KeyFileError): later reloads must still work
+            log.exception("reloading the signing key file failed; the keys in use stay")
+
+
+async def reload_signing_keys(path, signing_keys):
+    """Sign with and publish the keys of the file at path from now on; when it cannot be used, keep the
+    keys in use and log one line saying why, as start-up would."""
+    try:
+        # In a thread: loading checks every RSA private key in OpenSSL, with the GIL held, about 30 ms at
+        # 2048 bits and 250 ms at 4096, and a 1 MiB file holds hundreds of keys. The event loop then
+        # waits at most for one key's check, not for the whole file.
+        keys = await asyncio.to_thread(load_key_set, path)
+    except KeyFileError as e:
+        kept = key_set_summary(signing_keys.current.key_set, path)
+        log.error("signing key file not reloaded: %s; still %s", e, kept)
+        return
+    in_use = signing_keys.replace(keys).key_set
+    log.info("signing key file reloaded: %s", key_set_summary(keys, path))
+    warn_of_consumers(keys)
+    # Consumers cache the JWKS (an hour) and tokens live up to an hour: the runbook's waits (README,
+    # "Rotating the signing key") keep every token verifiable. Say when a reload skipped one.
+    if keys.signing_key.kid not in in_use.published_kids:
+        log.warning(
+            "kid=%s signs from now on but was not published before this reload: consumers that cached the "
+            "JWKS in the last hour refuse its tokens until they fetch it again; publish a key an hour "
+            "before it signs",
+            keys.signing_key.kid,
+        )
+    if in_use.signing_key.kid not in keys.published_kids:
+        log.warning(
+            "kid=%s signed until this reload and is no longer published: its tokens still valid no longer "
+            "verify; keep a key published 2 hours after it stops signing",
+            in_use.signing_key.kid,
+        )

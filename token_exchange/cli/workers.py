@@ -2,7 +2,8 @@
 
 The supervisor serves the summed metrics of all workers (prometheus_client's
 multiprocess mode), forwards SIGTERM and SIGINT to them, and exits 0 once
-every worker has finished its requests in flight and exited 0. A worker that
+every worker has finished its requests in flight and exited 0. It forwards
+SIGHUP too: each worker re-reads the signing key file itself. A worker that
 dies on its own stops the others, and the supervisor exits 1, so that the
 process manager (systemd, Cloud Run) restarts the service whole.
 """
@@ -13,7 +14,7 @@ import shutil
 import signal
 import tempfile
 
-from token_exchange.cli.service import STOP_SIGNALS, fail, run
+from token_exchange.cli.service import HELD_SIGNALS, RELOAD_SIGNAL, STOP_SIGNALS, fail, run
 
 log = logging.getLogger("token_exchange")
 
@@ -27,18 +28,22 @@ def supervise(config, keys, sockets):
     workers: set[int] = set()
     stopping: list[int] = []
 
-    def forward(signum, frame=None):
-        stopping.append(signum)
+    def send_to_workers(signum, frame=None):
         for pid in workers:
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:  # reaped by os.wait(), not yet discarded
                 pass
 
+    def forward(signum, frame=None):
+        stopping.append(signum)
+        send_to_workers(signum)
+
     for signum in STOP_SIGNALS:
         signal.signal(signum, forward)
+    signal.signal(RELOAD_SIGNAL, send_to_workers)  # not a stop: each worker reloads its key file
     try:
-        # Stop signals are still held back (main()): one reaches every worker once all are forked, and a
+        # The signals are still held back (main()): one reaches every worker once all are forked, and a
         # worker, which inherits the mask, takes its signals once it serves.
         try:
             for _ in range(config.workers):
@@ -47,7 +52,7 @@ def supervise(config, keys, sockets):
                     os._exit(worker(config, keys, sockets, metrics_dir))  # never runs the supervisor's code
                 workers.add(pid)
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
         for sock in sockets:
             sock.close()  # the workers accept; the supervisor only waits
         from token_exchange.observability import metrics
@@ -88,7 +93,7 @@ def worker(config, keys, sockets, metrics_dir):
     """Body of a forked worker: its exit status, whatever happens."""
     try:
         # The default action until serve() takes the signals; they stay held back until then.
-        for signum in STOP_SIGNALS:
+        for signum in HELD_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
         die_with_parent()
         return run(config, keys, sockets, metrics_dir)
