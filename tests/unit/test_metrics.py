@@ -4,7 +4,7 @@ queue and refusal metrics of a registry of its own."""
 from prometheus_client import generate_latest
 
 from tests.support import missing_documented_metrics, samples, value
-from token_exchange.observability.metrics import ServiceMetrics
+from token_exchange.observability.metrics import ServiceMetrics, exposition_registry
 
 
 def test_verifier_events_feed_cache_and_queue_metrics():
@@ -26,3 +26,9 @@ def test_verifier_events_feed_cache_and_queue_metrics():
 
 def test_every_documented_metric_is_exposed_at_zero_before_any_event():
     assert missing_documented_metrics(generate_latest(ServiceMetrics().registry).decode()) == []
+
+
+def test_a_worker_file_not_yet_sized_does_not_fail_the_scrape(tmp_path):
+    # A starting worker creates its file, then sizes it: a scrape in between finds it empty.
+    (tmp_path / "counter_4242.db").write_bytes(b"")
+    assert generate_latest(exposition_registry(str(tmp_path))) == b""

@@ -11,6 +11,8 @@ prometheus_client is imported, which is why the service imports this
 module only after that (cli.workers).
 """
 
+import glob
+import os
 import time
 
 import prometheus_client
@@ -214,11 +216,31 @@ def exposition_registry(multiprocess_dir=None):
     """The registry /metrics serves: this process's, or the sum over every worker's files."""
     if multiprocess_dir is None:
         return None
-    from prometheus_client import multiprocess
-
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=multiprocess_dir)
+    registry.register(WorkerFilesCollector(multiprocess_dir))
     return registry
+
+
+class WorkerFilesCollector:
+    """The workers' metric files summed, as prometheus_client's MultiProcessCollector sums them, less the
+    files a starting worker has created but not yet sized: such an empty file fails the whole scrape
+    (struct.error). A file is sized right after it is created and never empties again."""
+
+    def __init__(self, multiprocess_dir):
+        self._dir = multiprocess_dir
+
+    def collect(self):
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        files = [path for path in glob.glob(os.path.join(self._dir, "*.db")) if _sized(path)]
+        return MultiProcessCollector.merge(files, accumulate=True)
+
+
+def _sized(path):
+    try:
+        return os.path.getsize(path) > 0
+    except FileNotFoundError:  # a dead worker's live gauge file, removed since the glob
+        return False
 
 
 def start_metrics_server(address, registry):
