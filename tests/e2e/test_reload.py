@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -110,6 +111,7 @@ def test_sighup_signs_with_the_new_key_and_publishes_it_at_once(
     service = zipapp_services.start("-workers", workers, "-access-log", "all", key_path=path, store_path=db_path)
     pids = serving_pids(service, workers)
     old_token = exchange(service.base_url, "autojoin", api_key).json()["token"]
+    old_issued = time.time()  # the test takes a while: verify its iat against when it was issued
     assert token_header(old_token)["kid"] == "old-key"
     etag = jwks(service).headers["Etag"]
 
@@ -123,7 +125,7 @@ def test_sighup_signs_with_the_new_key_and_publishes_it_at_once(
     for token in tokens_from_every_process(service, api_key, pids):
         assert token_header(token)["kid"] == "new-key"
         assert verify_token(service.base_url, token, "autojoin")["org"] == "example-org"
-    assert verify_token(service.base_url, old_token, "autojoin")["org"] == "example-org"
+    assert verify_token(service.base_url, old_token, "autojoin", now=old_issued)["org"] == "example-org"
     assert published(service) == ["new-key", "old-key"]
     revalidated = jwks(service, {"If-None-Match": etag})
     assert revalidated.status == 200  # the JWKS changed, and its ETag with it
@@ -181,6 +183,7 @@ def test_the_rotation_runbook_with_sighup_instead_of_restarts(tools, zipapp_serv
     service = zipapp_services.start(key_path=path, store_path=db_path)
     pids = {service.process.pid}
     old_token = exchange(service.base_url, "autojoin", api_key).json()["token"]
+    old_issued = time.time()
 
     def step(*args):
         done = tools.run("generate-jwk", "-set", path, *args)
@@ -195,12 +198,12 @@ def test_the_rotation_runbook_with_sighup_instead_of_restarts(tools, zipapp_serv
     assert step("-add", "-alg", "ES256", "-kid", "new-key") == "old-key"
     assert published(service) == ["old-key", "new-key"]
     assert step("-promote", "new-key") == "new-key"
-    assert verify_token(service.base_url, old_token, "autojoin")["org"] == "example-org"
+    assert verify_token(service.base_url, old_token, "autojoin", now=old_issued)["org"] == "example-org"
     # 5. Retire: the old key's tokens no longer verify.
     assert step("-retire", "old-key") == "new-key"
     assert fetch_jwks(service.base_url).get_key("old-key") is None
     with pytest.raises(AssertionError, match="no JWKS key with the token's kid"):
-        verify_token(service.base_url, old_token, "autojoin")
+        verify_token(service.base_url, old_token, "autojoin", now=old_issued)
     # No step skipped a wait of the runbook, so no warning; the service never restarted.
     output = service.output()
     assert "WARNING" not in output and "Traceback" not in output
@@ -267,6 +270,11 @@ def test_a_sighup_while_starting_reloads_once_serving(key_file, db_path, workers
                 assert listening < own.index(line["message"])
         finally:
             process.send_signal(signal.SIGTERM)
-            status = process.wait(30)
+            try:
+                status = process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()  # its workers, if any, stop with it (PR_SET_PDEATHSIG)
+                process.wait()
+                raise
         assert status == 0, output()
         assert "Traceback" not in output()
