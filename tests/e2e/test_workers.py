@@ -94,6 +94,9 @@ def test_two_workers_serve_add_up_and_stop_on_sigterm(zipapp_services, integrati
     assert response.status == 200
     assert "token" in response.json()
     assert not any(alive(pid) for pid in workers)
+    stopped = [line for line in service.output().splitlines() if '"message": "stopped' in line]
+    assert len(stopped) == 3, stopped  # each worker, then the supervisor
+    assert '"message": "stopped: every worker has exited"' in stopped[-1]
 
 
 @pytest.mark.skipif(not pathlib.Path("/proc/self/stat").exists(), reason="needs Linux /proc")

@@ -439,6 +439,9 @@ def test_signal_stops_the_service_with_status_0(zipapp_services, signum):
     service = zipapp_services.start()
     assert service.signal_and_wait(signum) == 0, service.output()
     assert "Traceback" not in service.output()
+    messages = [json.loads(line)["message"] for line in service.output().splitlines()]
+    assert "shutting down: 0 requests in flight, waiting up to 30 s" in messages
+    assert messages[-1] == "stopped"  # the last word, once everything is closed
     assert health(service.base_url) is None
 
 
@@ -459,6 +462,7 @@ def test_sigterm_lets_a_request_in_flight_finish(zipapp_services, integration_ke
     finally:
         conn.close()
     assert service.process.wait(30) == 0
+    assert "shutting down: 1 request in flight, waiting up to 30 s" in service.output()
 
 
 def test_sigterm_waits_for_a_body_still_arriving(zipapp_services, integration_key):

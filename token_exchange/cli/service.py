@@ -185,7 +185,12 @@ def run(config, keys, sockets, metrics_dir=None):
         asyncio.run(serve(config, keys, metrics.timed_store(store), metrics, sockets))
     finally:
         store.close()
+    log.info("stopped")
     return 0
+
+
+def requests(count):
+    return f"{count} request" if count == 1 else f"{count} requests"
 
 
 async def serve(config, keys, store, metrics, sockets):
@@ -228,14 +233,14 @@ async def serve(config, keys, store, metrics, sockets):
     # A reload is of no use now, and once the loop has closed SIGHUP's default action would end the process.
     signal.pthread_sigmask(signal.SIG_BLOCK, (RELOAD_SIGNAL,))
     reloading.cancel()
-    log.info("shutting down: %d requests in flight, waiting up to %g s", in_flight.count, config.shutdown_grace)
+    log.info("shutting down: %s in flight, waiting up to %g s", requests(in_flight.count), config.shutdown_grace)
     server.stop()  # no new connections
     # As Go's Shutdown: a request read from now on is answered with "Connection: close", so its client
     # sends no more on that connection; connections left idle are closed once the requests are done
     # and a linger has passed with no new one.
     server.stop_keep_alive()
     if not await in_flight.wait_quiet(SHUTDOWN_LINGER_SECONDS, config.shutdown_grace):
-        log.warning("shutdown grace period over: dropping %d requests in flight", in_flight.count)
+        log.warning("shutdown grace period over: dropping %s in flight", requests(in_flight.count))
     await server.close_all_connections()
     for executor in (store_executor, hash_executor):
         executor.shutdown(wait=False, cancel_futures=True)

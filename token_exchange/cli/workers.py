@@ -64,7 +64,10 @@ def supervise(config, keys, sockets):
             wait_for_workers(workers, stopping, metrics_dir)
             fail(f"cannot serve metrics on {config.prometheusx_listen_address}: {e.strerror}")
         log.info("supervising %d workers: %s", len(workers), " ".join(map(str, sorted(workers))))
-        return wait_for_workers(workers, stopping, metrics_dir)
+        status = wait_for_workers(workers, stopping, metrics_dir)
+        if status == 0:
+            log.info("stopped: every worker has exited")
+        return status
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
