@@ -7,7 +7,8 @@
 #   dist/autojoin-keys.pyz        list and revoke autojoin keys
 #   dist/generate-jwk.pyz         generate a private signing JWK
 # Each runs with a plain python3 of the same minor version as the build's
-# (dependencies with compiled parts are bundled for this platform).
+# (dependencies with compiled parts are bundled for this platform); on another
+# one it stops with a line saying which (zipapp/preamble.py).
 # Needs python3 with venv; fetches what the lock files pin, and nothing else,
 # from PyPI, checking every file's hash.
 # `./build.sh deps` only installs the locked dependencies (the Dockerfile's
@@ -36,10 +37,15 @@ if [ "${1:-}" = deps ]; then exit 0; fi
 # The project alone; its build backend comes from the build environment, not from PyPI.
 rm -rf "$PROJECT" build/lib build/bdist.* && mkdir -p dist
 "$BUILD_VENV/bin/pip" install --quiet --no-deps --no-build-isolation --no-compile --target "$PROJECT" .
+# What the preamble checks the running Python against.
+mkdir -p "$PROJECT/bin"
+"$BUILD_VENV/bin/python" -c 'import json, platform, sys
+print(json.dumps({"implementation": platform.python_implementation(), "python": "{}.{}".format(*sys.version_info[:2])}))' \
+    > "$PROJECT/bin/zipapp.json"
 
 build_pyz() {  # name entry-point
     "$BUILD_VENV/bin/shiv" --site-packages "$DEPS" --site-packages "$PROJECT" --python '/usr/bin/env python3' \
-        --entry-point "$2" --output-file "dist/$1.pyz" --reproducible --no-modify
+        --preamble zipapp/preamble.py --entry-point "$2" --output-file "dist/$1.pyz" --reproducible --no-modify
     echo "built dist/$1.pyz"
 }
 build_pyz token-exchange token_exchange.cli.service:main
