@@ -45,7 +45,7 @@ print(json.dumps({"implementation": platform.python_implementation(), "python": 
 
 build_pyz() {  # name entry-point
     "$BUILD_VENV/bin/shiv" --site-packages "$DEPS" --site-packages "$PROJECT" --python '/usr/bin/env python3' \
-        --preamble zipapp/preamble.py --entry-point "$2" --output-file "dist/$1.pyz" --reproducible --no-modify
+        --preamble zipapp/preamble.py --entry-point "$2" --output-file "dist/$1.pyz" --reproducible
     echo "built dist/$1.pyz"
 }
 build_pyz token-exchange token_exchange.cli.service:main
