@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
-# Refreshes the lock files from setup.cfg and requirements-build.in, for the
-# Python of the image (Dockerfile) whatever python3 runs this:
-#   requirements.lock        what the zipapps and the image bundle (install_requires)
-#   requirements-build.lock  build.sh's build environment (shiv, setuptools, pip)
-#   requirements-dev.lock    the test set-up: the bundle's pins, the test and lint extras, the build tools
+# The lock files, for the Python of the image (Dockerfile), whatever python3 runs this:
+#   requirements.lock        what the zipapps and the image bundle (setup.cfg's install_requires)
+#   requirements-build.lock  build.sh's build environment (requirements-build.in)
+#   requirements-dev.lock    the test set-up: the other two's pins, the test and lint extras
 # Each pins every distribution with the hashes of all its files on PyPI.
-# Pins move only when asked: `scripts/lock.sh` keeps them where the inputs
-# allow; `scripts/lock.sh --upgrade` (or `--upgrade-package NAME`) takes newer ones.
+#
+#   scripts/lock.sh                         refresh after an input changed; pins move only where it demands
+#   scripts/lock.sh --upgrade               take the newest versions the inputs allow
+#   scripts/lock.sh --upgrade-package NAME  the same for one distribution
+#   scripts/lock.sh audit                   check every pin against PyPI's vulnerability data (pip-audit);
+#                                           fails on a finding, and on a pin it could not check
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET_PYTHON=3.11
+LOCKS=(requirements.lock requirements-build.lock requirements-dev.lock)
 TOOLS=build/tools-venv
-if [ ! -x "$TOOLS/bin/uv" ]; then
+if [ ! -x "$TOOLS/bin/uv" ] || [ ! -x "$TOOLS/bin/pip-audit" ]; then
     "${PYTHON:-python3}" -m venv "$TOOLS"
     "$TOOLS/bin/pip" install --quiet 'uv==0.13.8' 'pip-audit==2.10.1'
 fi
 
-compile() {  # output inputs... (each lock starts from its previous pins)
+if [ "${1:-}" = audit ]; then
+    for lock in "${LOCKS[@]}"; do
+        echo "== $lock"
+        "$TOOLS/bin/pip-audit" --strict --disable-pip --require-hashes --progress-spinner off -r "$lock"
+    done
+    exit 0
+fi
+
+compile() {  # output inputs...
     local out=$1
     shift
     "$TOOLS/bin/uv" pip compile --quiet --python-version "$TARGET_PYTHON" --generate-hashes \
@@ -29,4 +41,4 @@ compile requirements-build.lock requirements-build.in
 # The dev lock takes the other two's pins as they are.
 compile requirements-dev.lock setup.cfg --extra test --extra lint requirements-build.in \
     --constraint requirements.lock --constraint requirements-build.lock
-echo "locked for Python $TARGET_PYTHON: requirements.lock requirements-build.lock requirements-dev.lock"
+echo "locked for Python $TARGET_PYTHON: ${LOCKS[*]}"
