@@ -101,4 +101,4 @@ def main(archive, site_packages):
 
 
 if __name__ == "__main__":
-    main(archive, site_packages)  # noqa: F821 (shiv's globals)
+    main(globals()["archive"], globals()["site_packages"])  # given by shiv
