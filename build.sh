@@ -7,27 +7,45 @@
 #   dist/autojoin-keys.pyz        list and revoke autojoin keys
 #   dist/generate-jwk.pyz         generate a private signing JWK
 # Each runs with a plain python3 of the same minor version as the build's
-# (dependencies with compiled parts are bundled for this platform).
-# Needs python3 with venv; fetches shiv and the dependencies from PyPI.
+# (dependencies with compiled parts are bundled for this platform); on another
+# one it stops with a line saying which (zipapp/preamble.py).
+# Needs python3 with venv; fetches what the lock files pin, and nothing else,
+# from PyPI, checking every file's hash.
+# `./build.sh deps` only installs the locked dependencies (the Dockerfile's
+# cached layer); they are reinstalled whenever a lock file changes.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON=${PYTHON:-python3}
 BUILD_VENV=build/venv
-SITE=build/site
+DEPS=build/deps
+PROJECT=build/project
 
-if [ ! -x "$BUILD_VENV/bin/shiv" ]; then
+if ! cmp -s requirements-build.lock "$BUILD_VENV.lock"; then
+    rm -rf "$BUILD_VENV" "$BUILD_VENV.lock"
     "$PYTHON" -m venv "$BUILD_VENV"
-    "$BUILD_VENV/bin/pip" install --quiet --upgrade pip
-    "$BUILD_VENV/bin/pip" install --quiet 'shiv>=1.0.4,<2'
+    "$BUILD_VENV/bin/pip" install --quiet --require-hashes -r requirements-build.lock
+    cp requirements-build.lock "$BUILD_VENV.lock"
 fi
+if ! cmp -s requirements.lock "$DEPS.lock"; then
+    rm -rf "$DEPS" "$DEPS.lock"
+    "$BUILD_VENV/bin/pip" install --quiet --require-hashes --no-deps --no-compile --target "$DEPS" -r requirements.lock
+    cp requirements.lock "$DEPS.lock"
+fi
+if [ "${1:-}" = deps ]; then exit 0; fi
 
-rm -rf "$SITE" build/lib build/bdist.* && mkdir -p "$SITE" dist
-"$BUILD_VENV/bin/pip" install --quiet --no-compile --target "$SITE" .
+# The project alone; its build backend comes from the build environment, not from PyPI.
+rm -rf "$PROJECT" build/lib build/bdist.* && mkdir -p dist
+"$BUILD_VENV/bin/pip" install --quiet --no-deps --no-build-isolation --no-compile --target "$PROJECT" .
+# What the preamble checks the running Python against.
+mkdir -p "$PROJECT/bin"
+"$BUILD_VENV/bin/python" -c 'import json, platform, sys
+print(json.dumps({"implementation": platform.python_implementation(), "python": "{}.{}".format(*sys.version_info[:2])}))' \
+    > "$PROJECT/bin/zipapp.json"
 
 build_pyz() {  # name entry-point
-    "$BUILD_VENV/bin/shiv" --site-packages "$SITE" --python '/usr/bin/env python3' \
-        --entry-point "$2" --output-file "dist/$1.pyz" --reproducible --no-modify
+    "$BUILD_VENV/bin/shiv" --site-packages "$DEPS" --site-packages "$PROJECT" --python '/usr/bin/env python3' \
+        --preamble zipapp/preamble.py --entry-point "$2" --output-file "dist/$1.pyz" --reproducible
     echo "built dist/$1.pyz"
 }
 build_pyz token-exchange token_exchange.cli.service:main

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -88,14 +89,15 @@ def minimal_env(home, env=None):
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), **(env or {})}
 
 
-def zipapp_command(pyz, args):
-    return [plain_python(), "-I", str(pyz), *(str(arg) for arg in args)]
+def zipapp_command(pyz, args, python=None):
+    return [python or plain_python(), "-I", str(pyz), *(str(arg) for arg in args)]
 
 
-def run_zipapp(pyz, args, home, env=None, timeout=RUN_TIMEOUT_SECONDS, limits=None, **kwargs):
-    """Run a zipapp to completion; return the CompletedProcess (text output). limits: see with_limits."""
+def run_zipapp(pyz, args, home, env=None, timeout=RUN_TIMEOUT_SECONDS, python=None, limits=None, **kwargs):
+    """Run a zipapp to completion (with plain_python() unless python is given); return the CompletedProcess
+    (text output). limits: see with_limits."""
     return subprocess.run(
-        with_limits(zipapp_command(pyz, args), limits),
+        with_limits(zipapp_command(pyz, args, python), limits),
         env=minimal_env(home, env),
         capture_output=True,
         text=True,
@@ -392,3 +394,18 @@ class LifecycleTools:
 
     def organizations(self, *args):
         return {o["name"]: o for o in self.json("autojoin-keys", "list", *args)["organizations"]}
+
+
+def rewritten_zipapp(pyz, out, replace):
+    """A copy of a zipapp with the contents of some of its files replaced ({name in the zip: bytes})."""
+    with zipfile.ZipFile(pyz) as source, zipfile.ZipFile(out, "w") as copy:
+        for info in source.infolist():
+            data = replace[info.filename] if info.filename in replace else source.read(info)
+            info.compress_type = zipfile.ZIP_STORED  # quicker to write; Python reads either
+            copy.writestr(info, data)
+    return out
+
+
+def zipapp_json(pyz, name):
+    with zipfile.ZipFile(pyz) as archive:
+        return json.loads(archive.read(name))

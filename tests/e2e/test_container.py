@@ -1,5 +1,6 @@
-"""The Dockerfile's runtime stage, and its exact command serving a token from the built zipapp on the
-Datastore test server, as Cloud Run runs it."""
+"""The Dockerfile: its stages' instructions, its /app made here from the built zipapps by its own build
+step and served from by its exact command on the Datastore test server, as Cloud Run runs it; and, where a
+Docker engine and the base image are at hand, the image itself."""
 
 import json
 import os
@@ -8,32 +9,37 @@ import shlex
 import signal
 import subprocess
 import time
+import uuid
+from importlib.util import cache_from_source
+
+import pytest
 
 from tests.consumer import verify_token
 from tests.httpclient import exchange
 from tests.support import ROOT, plain_python
-from tests.zipapp_service import START_TIMEOUT_SECONDS, free_port, health, json_lines
+from tests.zipapp_service import START_TIMEOUT_SECONDS, free_port, health, json_lines, minimal_env
 from token_exchange.store.datastore import DatastoreKeyStore
 from token_exchange.tools.provisioning import create_integration_key
 
 DOCKERFILE = ROOT / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 DEV_SERVER = ROOT / "scripts" / "dev-server.sh"
+TOOLS = ("create-integration", "create-autojoin-key", "integration-keys", "autojoin-keys", "generate-jwk")
 
 
-def runtime_stage(dockerfile_text):
-    """Instructions of the last stage, continuation lines joined: [(INSTRUCTION, arguments)]."""
-    text = dockerfile_text.replace("\\\n", " ")
-    instructions = []
+def stages(dockerfile_text):
+    """[[(INSTRUCTION, arguments)] of each stage], continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n(\s*#.*\n)*", " ", dockerfile_text)
+    found = []
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
         word, _, rest = line.partition(" ")
         if word.upper() == "FROM":
-            instructions = []
-        instructions.append((word.upper(), rest.strip()))
-    return instructions
+            found.append([])
+        found[-1].append((word.upper(), rest.strip()))
+    return found
 
 
 def container_command(instructions):
@@ -52,21 +58,31 @@ def container_env(instructions):
     return env
 
 
-def test_dockerfile_runtime_stage_runs_as_a_user_with_the_go_defaults():
+def test_the_build_installs_the_locked_dependencies_before_it_copies_the_source():
+    build = stages(DOCKERFILE.read_text())[0]
+    copies = [(index, args) for index, (word, args) in enumerate(build) if word == "COPY"]
+    (deps_index, deps_copy), (source_index, source_copy) = copies
+    assert sorted(deps_copy.split()[:-1]) == ["build.sh", "requirements-build.lock", "requirements.lock"]
+    assert build[deps_index + 1] == ("RUN", "./build.sh deps")
+    assert source_copy == ". ."
+    assert source_index == deps_index + 2
+
+
+def test_the_runtime_stage_runs_as_a_numeric_user_with_the_go_defaults():
     text = DOCKERFILE.read_text()
-    assert "RUN ./build.sh" in text
     froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
-    assert froms == ["python:3.11-slim", "python:3.11-slim"]  # one minor version: the zipapp holds wheels
-    stage = runtime_stage(text)
-    users = [args for word, args in stage if word == "USER"]
-    assert users and users[-1] not in ("root", "0")
-    env = container_env(stage)
+    assert froms == ["python:3.11-slim", "python:3.11-slim"]  # one minor version: the zipapps hold wheels
+    runtime = stages(text)[-1]
+    users = [args for word, args in runtime if word == "USER"]
+    assert users and re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1])  # runAsNonRoot needs a number
+    assert re.search(rf"useradd .*--uid {users[-1].split(':')[0]} ", text)
+    env = container_env(runtime)
     assert env["PRIVATE_KEY_PATH"] == "/secrets/jwk-priv.json"
     assert env["PORT"] == "8080"
-    assert env["SHIV_ROOT"].startswith("/home/token-exchange/")
-    command = container_command(stage)
-    assert command[:2] == ["python3", "-I"]
-    assert command[2] == "/app/token-exchange.pyz"
+    assert env["SHIV_ROOT"] == "/app/shiv"
+    assert env["PATH"].split(":")[0] == "/app/bin"
+    assert ("COPY", "--from=build /app /app") in runtime
+    assert container_command(runtime) == ["python3", "-I", "/app/token-exchange.pyz"]
 
 
 def dockerignore_rules(text):
@@ -125,39 +141,72 @@ def test_secrets_and_local_files_stay_out_of_the_image_build_context():
         "pyproject.toml",
         "token_exchange/signing/keyfile.py",
         "token_exchange/cli/flags.py",
+        "requirements.lock",
+        "requirements-build.lock",
+        "requirements-build.in",
+        "zipapp/preamble.py",
     ]
     assert [path for path in needed if left_out_of_build_context(rules, path)] == []
 
 
-def test_container_command_serves_a_token(built_zipapps, tmp_path, key_file, target):
-    """The Dockerfile's exact command, with the runtime stage's environment as Cloud Run sets it."""
-    stage = runtime_stage(DOCKERFILE.read_text())
-    command = container_command(stage)
-    # Only the interpreter's path and the zipapp's place differ from the image.
-    argv = [plain_python(), *command[1:2], str(built_zipapps["token-exchange"]), *command[3:]]
+@pytest.fixture
+def image_app(built_zipapps, tmp_path):
+    """/app as the image's build step makes it (the zipapps being built), in tmp_path/app."""
+    build = stages(DOCKERFILE.read_text())[0]
+    step = next(args for word, args in build if word == "RUN" and "/app/shiv" in args)
+    app = tmp_path / "app"
+    step = step.replace("./build.sh", "true", 1).replace("/app", str(app)).replace("/src", str(ROOT))
+    subprocess.run(step.replace("python3 ", f"{plain_python()} "), shell=True, cwd=ROOT, check=True)
+    return app
+
+
+def files_under(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_the_image_holds_one_compiled_copy_that_every_zipapp_uses(image_app, tmp_path):
+    root = image_app / "shiv"
+    copies = [path for path in root.iterdir() if path.is_dir() and not path.is_symlink()]
+    assert [copy.name.split("_")[0] for copy in copies] == ["token-exchange.pyz"]
+    sources = list((copies[0] / "site-packages").rglob("*.py"))
+    assert len(sources) > 900
+    assert [source for source in sources if not os.path.exists(cache_from_source(source))] == []
+    before = files_under(root)
+    for tool in TOOLS:  # by the names `docker run --entrypoint TOOL` uses
+        done = subprocess.run(
+            [plain_python(), "-I", str(image_app / "bin" / tool), "-h"],
+            env=minimal_env(tmp_path, {"SHIV_ROOT": str(root)}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert (done.stdout or done.stderr).startswith(f"usage: {tool}")  # its own entry point
+    # Nothing unpacked or compiled again (here as root, who could write there; the image's user cannot).
+    assert [name for name in files_under(root) if name not in before] == []
+
+
+def test_the_image_command_serves_a_token(image_app, tmp_path, key_file, target):
+    """The Dockerfile's exact command on its /app, with the runtime stage's environment as Cloud Run sets it."""
+    runtime = stages(DOCKERFILE.read_text())[-1]
+    command = container_command(runtime)
+    # Only the interpreter's path and /app's place differ from the image.
+    argv = [plain_python(), *(arg.replace("/app", str(image_app)) for arg in command[1:])]
+    root = image_app / "shiv"
+    before = files_under(root)
     port = free_port()
-    shiv_root = tmp_path / "shiv"
     env = {
-        **container_env(stage),
+        **container_env(runtime),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "SHIV_ROOT": str(root),
         "PORT": str(port),
         "PROJECT_ID": "test-project",
         "PRIVATE_KEY_PATH": str(key_file("RS256")),
         "HOME": str(tmp_path),
-        "SHIV_ROOT": str(shiv_root),
         # Stand-ins for Cloud Run's: its Datastore (here a local fake), and a free metrics port.
         "DATASTORE_EMULATOR_HOST": target.address,
         "PROMETHEUSX_LISTEN_ADDRESS": f"127.0.0.1:{free_port()}",
     }
-    # The image's build steps that run the zipapp (unpacking it ahead of a cold start) must succeed too.
-    pyz_in_image = command[2]
-    build_steps = [args for word, args in stage if word == "RUN" and pyz_in_image in args]
-    assert build_steps
-    for step in build_steps:
-        step = step.replace(pyz_in_image, str(built_zipapps["token-exchange"])).replace("python3", plain_python(), 1)
-        subprocess.run(step, shell=True, env=env, check=True)
-    assert any(shiv_root.iterdir()), "the build step did not unpack the zipapp into SHIV_ROOT"
-    unpacked = sorted(shiv_root.iterdir())
-
     store = DatastoreKeyStore.connect("test-project", "client-integration", "platform-credentials", 5.0)
     try:
         key = create_integration_key(store, f"docker-{os.getpid()}-{time.monotonic_ns()}", bcrypt_cost=4)
@@ -182,7 +231,8 @@ def test_container_command_serves_a_token(built_zipapps, tmp_path, key_file, tar
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert sorted(shiv_root.iterdir()) == unpacked, "the service unpacked the zipapp again"
+    # Nothing unpacked, and every module the service imported was compiled at build time.
+    assert [name for name in files_under(root) if name not in before] == []
     # JSON lines; by default only the refused request leaves an access line.
     access = [
         line["message"].split(" ", 3)[:3]
@@ -191,3 +241,77 @@ def test_container_command_serves_a_token(built_zipapps, tmp_path, key_file, tar
     ]
     assert access == [["POST", "/v0/token/integration", "401"]]
     assert key.api_key not in log.read_text()
+
+
+# The image itself: only where a Docker engine runs and has the base image (no registry serves it here).
+
+
+def docker(*args, **kwargs):
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=600, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def image():
+    base = stages(DOCKERFILE.read_text())[0][0][1].split()[0]
+    try:
+        if docker("image", "inspect", base).returncode != 0:
+            pytest.skip(f"no Docker engine, or no base image {base} in it")
+    except FileNotFoundError:
+        pytest.skip("no docker command")
+    tag = f"token-exchange-e2e:{uuid.uuid4().hex[:12]}"
+    built = docker("build", "--quiet", "--tag", tag, str(ROOT))
+    assert built.returncode == 0, built.stderr
+    yield tag
+    docker("image", "rm", tag)
+
+
+def test_the_image_serves_a_token_as_its_numeric_user_and_stops_at_sigterm(image, tmp_path, key_file, target):
+    assert docker("image", "inspect", "--format", "{{.Config.User}}", image).stdout.strip() == "10001:10001"
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    key_path = key_file("ES256")
+    (secrets / "jwk-priv.json").write_bytes(key_path.read_bytes())
+    (secrets / "jwk-priv.json").chmod(0o644)  # as a mounted Secret Manager secret is
+    store = DatastoreKeyStore.connect("test-project", "client-integration", "platform-credentials", 5.0)
+    try:
+        key = create_integration_key(store, f"image-{uuid.uuid4().hex[:8]}", bcrypt_cost=4)
+    finally:
+        store.close()
+    port = free_port()
+    run = docker(
+        "run", "--detach", "--network", "host",
+        "--env", f"PORT={port}", "--env", f"PROMETHEUSX_LISTEN_ADDRESS=127.0.0.1:{free_port()}",
+        "--env", "PROJECT_ID=test-project", "--env", f"DATASTORE_EMULATOR_HOST={target.address}",
+        "--volume", f"{secrets}:/secrets:ro", image,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    container = run.stdout.strip()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_SECONDS
+        while health(base_url) != b"ok":
+            state = docker("inspect", "--format", "{{.State.Running}}", container).stdout.strip()
+            assert state == "true" and time.monotonic() < deadline, docker("logs", container).stderr
+            time.sleep(0.05)
+        response = exchange(base_url, "integration", key.api_key)
+        assert response.status == 200
+        verify_token(base_url, response.json()["token"], "integration")
+        assert docker("stop", "--time", "30", container).returncode == 0
+        assert docker("inspect", "--format", "{{.State.ExitCode}}", container).stdout.strip() == "0"
+    finally:
+        docker("rm", "--force", container)
+
+
+def test_the_tools_run_in_the_image(image, target):
+    created = docker(
+        "run", "--rm", "--network", "host", "--env", f"DATASTORE_EMULATOR_HOST={target.address}",
+        "--entrypoint", "create-integration", image,
+        "-project", "test-project", "-integration-id", "from-image", "-bcrypt-cost", "4",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    listed = docker(
+        "run", "--rm", "--network", "host", "--env", f"DATASTORE_EMULATOR_HOST={target.address}",
+        "--entrypoint", "/app/integration-keys.pyz", image, "list", "-project", "test-project", "-json",
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "from-image" in listed.stdout
