@@ -13,8 +13,29 @@
 # from PyPI, checking every file's hash.
 # `./build.sh deps` only installs the locked dependencies (the Dockerfile's
 # cached layer); they are reinstalled whenever a lock file changes.
+# `./build.sh if-stale` builds only when a zipapp is missing or something it
+# is built from is newer than the oldest one (scripts/dev-server.sh and
+# scripts/test.sh use it).
 set -euo pipefail
 cd "$(dirname "$0")"
+
+ZIPAPPS=(token-exchange create-integration create-autojoin-key integration-keys autojoin-keys generate-jwk)
+if [ "${1:-}" = if-stale ]; then
+    stale=false
+    for name in "${ZIPAPPS[@]}"; do
+        [ -e "dist/$name.pyz" ] || stale=true
+    done
+    if ! $stale; then
+        oldest=$(ls -t dist/*.pyz | tail -n 1)
+        newer=$(find token_exchange zipapp setup.cfg pyproject.toml build.sh requirements*.lock \
+            -newer "$oldest" -not -name '*.pyc' -not -path '*/__pycache__*' -print -quit)
+        [ -z "$newer" ] || stale=true
+    fi
+    if ! $stale; then
+        echo "dist/ is up to date; not rebuilding"
+        exit 0
+    fi
+fi
 
 PYTHON=${PYTHON:-python3}
 BUILD_VENV=build/venv

@@ -41,23 +41,7 @@ for port in "$PORT" "$METRICS_PORT"; do
     fi
 done
 
-# Build when a zipapp is missing or anything it is built from is newer than the oldest one.
-PYZ=(token-exchange create-integration create-autojoin-key integration-keys autojoin-keys generate-jwk)
-stale=false
-for name in "${PYZ[@]}"; do
-    [ -e "dist/$name.pyz" ] || stale=true
-done
-if ! $stale; then
-    oldest=$(ls -t dist/*.pyz | tail -n 1)
-    newer=$(find token_exchange setup.cfg pyproject.toml build.sh requirements*.txt -newer "$oldest" \
-        -not -name '*.pyc' -print -quit 2>/dev/null || true)
-    [ -z "$newer" ] || stale=true
-fi
-if $stale; then
-    ./build.sh
-else
-    echo "dist/ is up to date; not rebuilding"
-fi
+./build.sh if-stale
 
 mkdir -p .dev
 KEY=.dev/jwk-priv.json
