@@ -14,7 +14,7 @@ from tests.httpclient import exchange
 from tests.support import ROOT
 from tests.zipapp_service import free_port, health, minimal_env
 
-BUILT_FROM = ("token_exchange", "scripts", "setup.cfg", "pyproject.toml", "build.sh", "README.md")
+BUILT_FROM = ("token_exchange", "zipapp", "scripts", "setup.cfg", "pyproject.toml", "build.sh", "README.md")
 
 
 @pytest.fixture
