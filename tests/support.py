@@ -99,8 +99,8 @@ _LABEL = re.compile(r"`(\w+)`(?:\s*\(([^)]*)\))?")
 
 
 def documented_metrics():
-    """The rows of README's metrics table: what the service must expose from start."""
-    section = (ROOT / "README.md").read_text().split("\n### Metrics\n", 1)[1].split("\n### ", 1)[0]
+    """The rows of the metrics table in docs/operations.md: what the service must expose from start."""
+    section = (ROOT / "docs" / "operations.md").read_text().split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
     metrics = []
     for line in section.splitlines():
         if not line.startswith("| `"):

@@ -1,5 +1,6 @@
 """scripts/dev-server.sh, run as a developer runs it, in a copy of the project (it writes .dev/ there)."""
 
+import json
 import os
 import re
 import shutil
@@ -8,7 +9,9 @@ import socket
 import subprocess
 import time
 
+import jwcrypto.common
 import pytest
+from jwcrypto import jwk, jwt
 
 from tests.httpclient import exchange
 from tests.support import ROOT
@@ -122,3 +125,57 @@ def test_the_printed_commands_work_when_pasted(project_copy, zipapp_home):
     finally:
         service.send_signal(signal.SIGTERM)
         service.wait(30)
+
+
+def readme_tour():
+    """The shell commands of the README's tour, as a reader pastes them."""
+    readme = (ROOT / "README.md").read_text()
+    tour = readme.split("\n## A short tour\n", 1)[1].split("\n## ", 1)[0]
+    return tour.split("```sh\n", 1)[1].split("\n```", 1)[0]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the tour uses curl")
+def test_the_readme_tour_works_when_pasted(project_copy, zipapp_home):
+    port, metrics_port = free_port(), free_port()
+    commands = readme_tour().replace("localhost:8080", f"localhost:{port}")
+    commands = commands.replace("localhost:9990", f"localhost:{metrics_port}")
+    service = start(project_copy, zipapp_home, "-port", str(port), f"-prometheusx.listen-address=:{metrics_port}")
+    try:
+        deadline = time.monotonic() + 60
+        while health(f"http://127.0.0.1:{port}") != b"ok":
+            assert time.monotonic() < deadline and service.poll() is None
+            time.sleep(0.1)
+        tour = subprocess.run(
+            ["bash", "-c", "set -eo pipefail\n" + commands],
+            cwd=project_copy,
+            env=minimal_env(zipapp_home),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        service.send_signal(signal.SIGTERM)
+        service.wait(30)
+    assert tour.returncode == 0, tour.stderr
+    lines = tour.stdout.splitlines()
+    integration, autojoin = (json.loads(line)["token"] for line in lines[:2])
+    assert json.loads(lines[2])["keys"]
+    # Verified as a consumer would, against the JWKS the tour printed (the service has stopped since).
+    assert verify_jwks_token(lines[2], integration, "integration")["int_id"] == "demo"
+    assert verify_jwks_token(lines[2], autojoin, "autojoin")["org"] == "example-org"
+    assert sorted(lines[3:]) == [
+        'tokenexchange_tokens_issued_total{audience="autojoin"} 1.0',
+        'tokenexchange_tokens_issued_total{audience="integration"} 1.0',
+    ]
+
+
+def verify_jwks_token(jwks_text, token, audience):
+    keys = jwk.JWKSet.from_json(jwks_text)
+    header = json.loads(jwcrypto.common.base64url_decode(token.split(".")[0]))
+    verified = jwt.JWT(
+        key=keys.get_key(header["kid"]),
+        jwt=token,
+        algs=[header["alg"]],
+        check_claims={"iss": "token-exchange", "aud": audience, "exp": None},
+    )
+    return json.loads(verified.claims)
