@@ -12,9 +12,6 @@ byte as Go writes them (its server.go, errorHeaders):
 Only IOStream's public methods are overridden.
 """
 
-from asyncio import Future
-from typing import cast
-
 from tornado.iostream import IOStream, UnsatisfiableReadError
 
 # What Tornado writes for a malformed request (tornado.http1connection), and Go's answer instead.
@@ -38,14 +35,18 @@ class ServiceIOStream(IOStream):
 
     def read_until_regex(self, regex, max_bytes=None):
         # Tornado reads a request's head (request line and headers), and only that, this way: bounded by
-        # max_header_size, it ends in UnsatisfiableReadError when the head is larger.
+        # max_header_size, it ends in UnsatisfiableReadError when the head is larger. Its other reads
+        # (a body, a chunk's size line) come through read_bytes() and read_until().
         self._reading_head = True
-        future = super().read_until_regex(regex, max_bytes)
-        cast(Future, future).add_done_callback(self._head_read)  # an asyncio Future, typed as Awaitable
-        return future
+        return super().read_until_regex(regex, max_bytes)
 
-    def _head_read(self, future):
+    def read_until(self, delimiter, max_bytes=None):
         self._reading_head = False
+        return super().read_until(delimiter, max_bytes)
+
+    def read_bytes(self, num_bytes, partial=False):
+        self._reading_head = False
+        return super().read_bytes(num_bytes, partial)
 
     def close(self, exc_info=False):
         error = exc_info[1] if isinstance(exc_info, tuple) else exc_info
