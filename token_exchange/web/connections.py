@@ -68,13 +68,15 @@ class ServiceHTTPServer(tornado.httpserver.HTTPServer):
         for stream, request_conn in self._activity.items():
             if len(idle) == SHED_PER_FAILED_ACCEPT:
                 break
-            if request_conn not in self._in_flight:
+            # A stream closed by the last call stays listed until its connection's on_close().
+            if request_conn not in self._in_flight and not stream.closed():
                 idle.append(stream)
         silent_since = time.monotonic() - FIRST_REQUEST_GRACE_SECONDS
         for stream, accepted in self._fresh.items():
             if len(idle) == SHED_PER_FAILED_ACCEPT or accepted > silent_since:
                 break
-            idle.append(stream)
+            if not stream.closed():
+                idle.append(stream)
         for stream in idle:
             stream.close()  # its descriptor is free at once; the connection's own close follows
         return len(idle)
