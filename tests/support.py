@@ -118,8 +118,8 @@ def documented_metrics():
 
 
 def missing_documented_metrics(exposition):
-    """What a fresh service's /metrics text lacks of README's table: HELP, TYPE, the listed label values,
-    zero values. Empty when it shows every documented metric."""
+    """What a fresh service's /metrics text lacks of the table in docs/operations.md: HELP, TYPE, the listed
+    label values, zero values. Empty when it shows every documented metric."""
     samples = [s for family in text_string_to_metric_families(exposition) for s in family.samples]
     problems = []
     for metric in documented_metrics():

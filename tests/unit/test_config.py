@@ -1,11 +1,11 @@
-"""The service's configuration (cli/config.py, cli/flags.py): the README's flag table, Go flag spellings,
-environment variables, and one clear line on stderr (exit 2) for bad input."""
+"""The service's configuration (cli/config.py, cli/flags.py): the flag table of docs/configuration.md, Go flag
+spellings, environment variables, and one clear line on stderr (exit 2) for bad input."""
 
 import pytest
 
 from token_exchange.cli.config import build_parser, parse_config
 
-# The README's configuration table, plus -store and the operational flags:
+# The configuration table of docs/configuration.md, plus -store and the operational flags:
 # (flag, env var, attribute, default, another valid value, parsed).
 FLAGS = [
     ("port", "PORT", "port", 8080, "9000", 9000),
@@ -174,7 +174,7 @@ def test_command_line_wins_over_environment_for_one_flag_only():
 
 
 def test_environment_variable_names_are_exact():
-    # Only the README's names count: not lower case, not with dashes or dots.
+    # Only the documented names count: not lower case, not with dashes or dots.
     env = {
         "port": "1",
         "Port": "2",

@@ -273,7 +273,7 @@ async def reload_signing_keys(path, signing_keys):
     in_use = signing_keys.replace(keys).key_set
     log.info("signing key file reloaded: %s", key_set_summary(keys, path))
     warn_of_consumers(keys)
-    # Consumers cache the JWKS (an hour) and tokens live up to an hour: the runbook's waits (README,
+    # Consumers cache the JWKS (an hour) and tokens live up to an hour: the runbook's waits (docs/keys.md,
     # "Rotating the signing key") keep every token verifiable. Say when a reload skipped one.
     if keys.signing_key.kid not in in_use.published_kids:
         log.warning(
