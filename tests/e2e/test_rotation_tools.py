@@ -185,3 +185,26 @@ def test_set_that_is_not_a_small_regular_file_is_refused_unread(tools, tmp_path,
     done = tools.run(PROG, "-set", path, "-add", limits=LIMIT_MEMORY)
     assert done.returncode == 1
     assert only_line(done, PROG) == f"{PROG}: error: private key file {path}: {problem}"
+
+
+def test_an_edit_keeps_the_group_and_the_group_read_permission_the_operator_gave(tools, tmp_path):
+    # The systemd recipe (docs/operations.md) makes the key readable by the service's group: a rotation
+    # that left it 0600 root would stop the service at its next start.
+    path = tmp_path / "jwk-priv.json"
+    assert tools.run(PROG, "-kid", "old-key", "-out", path).returncode == 0
+    group = 65534 if os.geteuid() == 0 else os.getegid()  # root may give any group; others their own
+    os.chown(path, -1, group)
+    path.chmod(0o640)
+    done = tools.run(PROG, "-set", path, "-add", "-kid", "new-key", umask=0o077)
+    assert done.returncode == 0, done.stderr
+    info = path.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o640, group)
+    assert [key["kid"] for key in json.loads(path.read_text())["keys"]] == ["old-key", "new-key"]
+
+
+def test_an_edit_never_widens_a_key_file_beyond_0640(tools, tmp_path):
+    path = tmp_path / "jwk-priv.json"
+    assert tools.run(PROG, "-kid", "old-key", "-out", path).returncode == 0
+    path.chmod(0o666)
+    assert tools.run(PROG, "-set", path, "-add", "-kid", "new-key").returncode == 0
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

@@ -322,11 +322,22 @@ def write_private_jwk(path, data):
 
 
 def replace_key_file(path, data):
-    """Replace a key file atomically by a file readable by its owner only: a reader sees the old
-    content or the new, never half of it."""
+    """Replace a key file atomically: a reader sees the old content or the new, never half of it.
+
+    The new file keeps the old one's group and its owner and group permissions (never more than
+    0640): a key made readable by the service's group stays readable by it after a rotation, or
+    the next start would fail.
+    """
     directory, name = os.path.split(os.path.abspath(path))
+    old = os.stat(path)
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mode 0600
     try:
+        if old.st_gid != os.getegid():
+            try:
+                os.fchown(fd, -1, old.st_gid)
+            except PermissionError:  # not one of the caller's groups: the file gets the caller's
+                pass
+        os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o640 | 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=True)
             f.write("\n")
