@@ -1,6 +1,7 @@
 """Stopping the server (web/connections.ServiceHTTPServer.stop): connections already queued are answered."""
 
 import http.client
+import json
 import socket
 import threading
 
@@ -36,3 +37,44 @@ def test_connections_queued_when_the_server_stops_are_answered_not_reset(service
         pass
     else:
         raise AssertionError("the server still listens after stop()")
+
+
+def test_closing_idle_connections_spares_a_request_in_flight(service, integration_key):
+    key = integration_key()
+    body = json.dumps({"api_key": key.api_key}).encode()
+    idle = []
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+        conn.request("GET", "/health")
+        assert conn.getresponse().read() == b"ok"
+        idle.append(conn)
+    busy = socket.create_connection(("127.0.0.1", service.port), timeout=10)
+    try:
+        # Headers now, the body later: in flight from its headers on. "Expect: 100-continue" has the
+        # service say when it has read them.
+        busy.sendall(
+            b"POST /v0/token/integration HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+            b"Expect: 100-continue\r\n\r\n" % len(body)
+        )
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += busy.recv(1)
+        closed = threading.Event()
+
+        def close_idle():
+            service.server.close_idle_connections()
+            closed.set()
+
+        service.loop.call_soon_threadsafe(close_idle)
+        assert closed.wait(10)
+        for conn in idle:
+            assert conn.sock.recv(1) == b""  # closed by the service
+        busy.sendall(body)
+        answer = http.client.HTTPResponse(busy)
+        answer.begin()
+        assert answer.status == 200
+        assert "token" in json.loads(answer.read())
+    finally:
+        busy.close()
+        for conn in idle:
+            conn.close()

@@ -34,9 +34,9 @@ def test_a_request_during_the_linger_is_waited_for_and_restarts_the_linger():
         in_flight = RequestsInFlight()
         connection = object()
         waiting = asyncio.create_task(in_flight.wait_quiet(linger=0.2, timeout=7200))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0)  # the wait has begun its linger
         in_flight.started(connection)
-        await asyncio.sleep(0.3)  # longer than the linger: the request in flight is waited for
+        await asyncio.sleep(0.3)  # longer than the linger: the request in flight is waited for whatever the time
         assert not waiting.done()
         in_flight.finished(connection)
         last_request = time.monotonic()

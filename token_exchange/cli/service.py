@@ -230,8 +230,10 @@ async def serve(config, keys, store, metrics, sockets):
     reloading = asyncio.create_task(reload_when_asked(config.private_key_path, signing_keys, reload_asked))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)  # held back since main(); some may be pending
     await stop.wait()
-    # A reload is of no use now, and once the loop has closed SIGHUP's default action would end the process.
-    signal.pthread_sigmask(signal.SIG_BLOCK, (RELOAD_SIGNAL,))
+    # A reload is of no use now, and once the loop has closed SIGHUP's default action would end the process:
+    # ignored from here on, in every thread (a signal mask would hold for this thread only).
+    loop.remove_signal_handler(RELOAD_SIGNAL)
+    signal.signal(RELOAD_SIGNAL, signal.SIG_IGN)
     reloading.cancel()
     log.info("shutting down: %s in flight, waiting up to %g s", requests(in_flight.count), config.shutdown_grace)
     server.stop()  # no new connections
@@ -241,9 +243,15 @@ async def serve(config, keys, store, metrics, sockets):
     server.stop_keep_alive()
     if not await in_flight.wait_quiet(SHUTDOWN_LINGER_SECONDS, config.shutdown_grace):
         log.warning("shutdown grace period over: dropping %s in flight", requests(in_flight.count))
-    await server.close_all_connections()
+    server.close_idle_connections()  # at once: none can read another request meanwhile
+    await server.close_all_connections()  # the rest, whose requests outlasted the grace period
     for executor in (store_executor, hash_executor):
         executor.shutdown(wait=False, cancel_futures=True)
+    # What is left (the store closing, threads ending) takes no signal: a second stop signal would otherwise
+    # end the process by its default action (status 143) or a KeyboardInterrupt once the loop has closed.
+    for signum in STOP_SIGNALS:
+        loop.remove_signal_handler(signum)
+        signal.signal(signum, signal.SIG_IGN)
 
 
 async def reload_when_asked(path, signing_keys, asked):

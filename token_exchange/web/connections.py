@@ -62,24 +62,37 @@ class ServiceHTTPServer(tornado.httpserver.HTTPServer):
         super().on_close(server_conn)
 
     def _close_idle_connections(self):
-        """Close the kept-alive connections with no request in flight whose last request is oldest, then
-        those silent since they came FIRST_REQUEST_GRACE_SECONDS ago or more; how many."""
-        idle: list[IOStream] = []
-        for stream, request_conn in self._activity.items():
-            if len(idle) == SHED_PER_FAILED_ACCEPT:
-                break
-            # A stream closed by the last call stays listed until its connection's on_close().
-            if request_conn not in self._in_flight and not stream.closed():
-                idle.append(stream)
-        silent_since = time.monotonic() - FIRST_REQUEST_GRACE_SECONDS
-        for stream, accepted in self._fresh.items():
-            if len(idle) == SHED_PER_FAILED_ACCEPT or accepted > silent_since:
-                break
-            if not stream.closed():
-                idle.append(stream)
+        """Make room: close up to SHED_PER_FAILED_ACCEPT connections with no request in flight, the kept-alive
+        ones whose last request is oldest first, then those silent for FIRST_REQUEST_GRACE_SECONDS since they
+        came; how many."""
+        idle = self._idle_streams(SHED_PER_FAILED_ACCEPT, time.monotonic() - FIRST_REQUEST_GRACE_SECONDS)
         for stream in idle:
             stream.close()  # its descriptor is free at once; the connection's own close follows
         return len(idle)
+
+    def close_idle_connections(self):
+        """Shutdown, once the linger is over: close every connection with no request in flight in one pass.
+        Closed one by one with a loop turn in between, as close_all_connections() does, each of the others
+        could read one more request meanwhile, and lose it."""
+        for stream in self._idle_streams(None, float("inf")):
+            stream.close()
+
+    def _idle_streams(self, most, silent_since):
+        """At most `most` (None: all) open streams with no request in flight: the kept-alive ones, whose last
+        request is oldest first, then those that have sent none and came before silent_since."""
+        idle: list[IOStream] = []
+        for stream, request_conn in self._activity.items():
+            if len(idle) == most:
+                return idle
+            # A stream closed by the last call stays listed until its connection's on_close().
+            if request_conn not in self._in_flight and not stream.closed():
+                idle.append(stream)
+        for stream, accepted in self._fresh.items():
+            if len(idle) == most or accepted > silent_since:
+                break
+            if not stream.closed():
+                idle.append(stream)
+        return idle
 
     def start_request(self, server_conn, request_conn):
         # Called as soon as the connection waits for a request; the request starts with its headers.
