@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import socket
 import urllib.parse
 from dataclasses import dataclass
 
@@ -51,3 +52,32 @@ def exchange(base_url, endpoint, api_key, headers=(), source_address=None):
         [("Content-Type", "application/json"), *headers],
         source_address=source_address,
     )
+
+
+def send_headers_awaiting_body(conn, body_length, path="/v0/token/integration"):
+    """On a raw socket, send a POST's headers only, with "Expect: 100-continue", and return the interim
+    answer once the service sends it: from then on it has read the headers, however busy the machine."""
+    conn.sendall(
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n"
+        % (path.encode(), body_length)
+    )
+    interim = b""
+    while not interim.endswith(b"\r\n\r\n"):
+        interim += conn.recv(1)
+    return interim
+
+
+def raw_request(port, data, timeout=10):
+    """Send raw bytes to 127.0.0.1:port; what comes back until the service closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        try:
+            conn.sendall(data)
+        except ConnectionResetError:
+            pass  # answered and closed before all was sent: what came back is still there to read
+        received = b""
+        try:
+            while chunk := conn.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+        return received

@@ -18,7 +18,7 @@ import time
 import pytest
 from jwcrypto import jwk
 
-from tests.httpclient import exchange, request
+from tests.httpclient import exchange, request, send_headers_awaiting_body
 from tests.support import ROOT, missing_documented_metrics
 from tests.zipapp_service import (
     LIMIT_MEMORY,
@@ -472,16 +472,8 @@ def test_sigterm_waits_for_a_body_still_arriving(zipapp_services, integration_ke
     service = zipapp_services.start()
     body = json.dumps({"api_key": key.api_key}).encode()
     with socket.create_connection(("127.0.0.1", service.port), timeout=30) as conn:
-        # "Expect: 100-continue" has the service say when it has read the headers, so the signal surely
-        # comes after them, however busy the machine.
-        conn.sendall(
-            b"POST /v0/token/integration HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
-            b"Expect: 100-continue\r\n\r\n" % len(body)
-        )
-        interim = b""
-        while not interim.endswith(b"\r\n\r\n"):
-            interim += conn.recv(1)
-        assert interim == b"HTTP/1.1 100 (Continue)\r\n\r\n"
+        # The service says when it has read the headers, so the signal surely comes after them.
+        assert send_headers_awaiting_body(conn, len(body)) == b"HTTP/1.1 100 (Continue)\r\n\r\n"
         service.process.send_signal(signal.SIGTERM)
         # The service is shutting down before the body comes.
         assert settled(lambda: "shutting down: " in service.output(), True), service.output()

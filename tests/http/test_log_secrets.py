@@ -11,13 +11,12 @@ private parameters of the signing key.
 import json
 import logging
 import re
-import socket
 import sqlite3
 import traceback
 
 import pytest
 
-from tests.httpclient import request
+from tests.httpclient import raw_request, request
 from token_exchange.signing.tokens import SigningFailed, TokenIssuer
 from token_exchange.web.handlers.base import UNKNOWN_PATH
 
@@ -322,16 +321,6 @@ def test_unexpected_store_error_logs_a_traceback_but_no_secret(
     assert all(r.exc_info[0] is RuntimeError for r in errors)
 
 
-def raw(service, data):
-    """Send raw bytes; what comes back until the service closes the connection."""
-    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as conn:
-        conn.sendall(data)
-        received = b""
-        while chunk := conn.recv(65536):
-            received += chunk
-        return received
-
-
 def test_a_key_wherever_a_client_misplaces_it_is_not_logged(start_service, check_logs, integration_key):
     service = start_service("RS256")
     check = check_logs(service)
@@ -340,19 +329,21 @@ def test_a_key_wherever_a_client_misplaces_it_is_not_logged(start_service, check
     # In the path of an unknown route, and as the method.
     check.send("GET", f"/{key}", status=404)
     check.send("POST", f"/v0/token/{key}", b"{}", status=404)
-    assert raw(service, f"{key} /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()).startswith(
-        b"HTTP/1.1 405 "
-    )
+    assert raw_request(
+        service.port, f"{key} /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    ).startswith(b"HTTP/1.1 405 ")
     check.expected_access.append(("(other-method)", "/health", 405))
     # Where the integration id goes: the store knows no such integration, so its "ids" are not logged.
     check.exchange("integration", f"mlabk.cii_{secret}.{prefix.rsplit('.', 1)[1]}.{secret}", 401)
     # As the value of headers Tornado refuses, quoting them in its own log line.
     for header in ("Content-Length", "Transfer-Encoding", "Host"):
-        answer = raw(service, f"POST /health HTTP/1.1\r\nHost: x\r\n{header}: {key}\r\n\r\n".encode())
+        answer = raw_request(service.port, f"POST /health HTTP/1.1\r\nHost: x\r\n{header}: {key}\r\n\r\n".encode())
         assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), (header, answer)
-    answer = raw(service, f"GET /health HTTP/1.1\r\nHost: x\r\nX-Key: {key}\x01\r\n\r\n".encode())
+    answer = raw_request(service.port, f"GET /health HTTP/1.1\r\nHost: x\r\nX-Key: {key}\x01\r\n\r\n".encode())
     assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
-    assert raw(service, f"GET /{key} HTTP/9.9\r\n\r\n".encode()).startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert raw_request(service.port, f"GET /{key} HTTP/9.9\r\n\r\n".encode()).startswith(
+        b"HTTP/1.1 400 Bad Request\r\n"
+    )
 
     check.assert_no_secret_logged()
     check.assert_access_lines()

@@ -1,29 +1,12 @@
 """Answers Tornado makes itself, before any handler, in Go's words (web/stream.py)."""
 
-import socket
-
 import pytest
 
+from tests.httpclient import raw_request
 from token_exchange.web.stream import BAD_REQUEST, HEADERS_TOO_LARGE
 
 # Tornado's default max_header_size: the request line and headers together.
 MAX_HEAD_BYTES = 64 * 1024
-
-
-def raw(service, data):
-    """Send raw bytes; what comes back until the service closes the connection."""
-    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as conn:
-        try:
-            conn.sendall(data)
-        except ConnectionResetError:
-            pass  # answered and closed before all was sent: what came back is still there to read
-        received = b""
-        try:
-            while chunk := conn.recv(65536):
-                received += chunk
-        except ConnectionResetError:
-            pass
-        return received
 
 
 def test_answers_are_go_bytes():
@@ -47,14 +30,14 @@ def test_answers_are_go_bytes():
     ids=["one large header", "many headers", "long URI"],
 )
 def test_a_head_larger_than_the_bound_is_answered_431(service, head):
-    assert raw(service, head) == HEADERS_TOO_LARGE
+    assert raw_request(service.port, head) == HEADERS_TOO_LARGE
 
 
 def test_a_head_within_the_bound_is_served(service):
     head = (
         b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: " + b"a" * (MAX_HEAD_BYTES - 200) + b"\r\n\r\n"
     )
-    assert raw(service, head).startswith(b"HTTP/1.1 200 OK\r\n")
+    assert raw_request(service.port, head).startswith(b"HTTP/1.1 200 OK\r\n")
 
 
 @pytest.mark.parametrize(
@@ -68,13 +51,13 @@ def test_a_head_within_the_bound_is_served(service):
     ids=["request line", "Content-Length", "two Content-Lengths", "no Host"],
 )
 def test_a_malformed_request_is_answered_400_as_go_answers_it(service, request_bytes):
-    assert raw(service, request_bytes) == BAD_REQUEST
+    assert raw_request(service.port, request_bytes) == BAD_REQUEST
 
 
 def test_a_long_chunk_size_line_is_a_bad_request_not_a_large_head(service):
     # A body's chunk-size line has its own bound; running past it is not about the head.
-    answer = raw(
-        service,
+    answer = raw_request(
+        service.port,
         b"POST /v0/token/integration HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + b"0" * 200 + b"\r\n",
     )
     assert not answer.startswith(b"HTTP/1.1 431")

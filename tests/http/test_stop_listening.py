@@ -5,6 +5,8 @@ import json
 import socket
 import threading
 
+from tests.httpclient import send_headers_awaiting_body
+
 
 def test_connections_queued_when_the_server_stops_are_answered_not_reset(service):
     # The loop is held while clients connect and send: their connections wait in the kernel's queue,
@@ -50,15 +52,8 @@ def test_closing_idle_connections_spares_a_request_in_flight(service, integratio
         idle.append(conn)
     busy = socket.create_connection(("127.0.0.1", service.port), timeout=10)
     try:
-        # Headers now, the body later: in flight from its headers on. "Expect: 100-continue" has the
-        # service say when it has read them.
-        busy.sendall(
-            b"POST /v0/token/integration HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
-            b"Expect: 100-continue\r\n\r\n" % len(body)
-        )
-        interim = b""
-        while not interim.endswith(b"\r\n\r\n"):
-            interim += busy.recv(1)
+        # Headers now, the body later: in flight from its headers on, once the service says it read them.
+        assert send_headers_awaiting_body(busy, len(body)) == b"HTTP/1.1 100 (Continue)\r\n\r\n"
         closed = threading.Event()
 
         def close_idle():
