@@ -427,7 +427,7 @@ def main():
             f"{warm_ms:.3f} ms/req, {warm['failed']} non-2xx",
         ),
         ("RS256 signature alone", f"{1 / t_sign:.0f} sig/s", "", "", f"{sign_ms:.3f} ms/sig"),
-        ("warm beyond signature / bare", f"{overhead_ratio:.2f} x", "", "", "target <= 1.30"),
+        ("warm beyond signature / bare", f"{overhead_ratio:.2f} x", "", "", "target <= 1.35"),
         (
             "the same, round by round",
             f"median {statistics.median(round_ratios):.2f} x",
