@@ -1,9 +1,12 @@
 """The service's configuration (cli/config.py, cli/flags.py): the flag table of docs/configuration.md, Go flag
 spellings, environment variables, and one clear line on stderr (exit 2) for bad input."""
 
+import os
+
 import pytest
 
 from token_exchange.cli.config import build_parser, parse_config
+from token_exchange.cli.flags import MAX_WORKERS
 
 # The configuration table of docs/configuration.md, plus -store and the operational flags:
 # (flag, env var, attribute, default, another valid value, parsed).
@@ -96,9 +99,16 @@ def test_defaults_are_those_of_the_spec():
     }
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", ""])
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "", str(MAX_WORKERS + 1), "1000000"])
 def test_invalid_worker_count_is_refused(capsys, value):
     assert "invalid number" in refused(capsys, ["-workers", value])
+
+
+def test_worker_count_up_to_the_bound_is_taken():
+    # The bound stops a typo from forking a million processes, and never refuses one worker per CPU.
+    assert MAX_WORKERS >= 64
+    assert (os.cpu_count() or 1) <= MAX_WORKERS
+    assert parse_config(["-workers", str(MAX_WORKERS)], env={}).workers == MAX_WORKERS
 
 
 @pytest.mark.parametrize("value", ["xml", "JSON", ""])

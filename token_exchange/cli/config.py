@@ -3,6 +3,7 @@
 import os
 
 from token_exchange.cli.flags import (
+    MAX_WORKERS,
     FlagParser,
     add_flag,
     add_store_flag,
@@ -12,6 +13,7 @@ from token_exchange.cli.flags import (
     positive_int,
     positive_seconds,
     proxy_count,
+    worker_count,
 )
 from token_exchange.observability.logs import FORMATS
 from token_exchange.store import DEFAULT_INTEGRATION_NS, DEFAULT_PLATFORM_NS
@@ -91,7 +93,13 @@ def build_parser():
         type=positive_seconds,
         default=DEFAULT_SHUTDOWN_GRACE_SECONDS,
     )
-    add_flag(parser, "workers", "number of server processes sharing the port", type=positive_int, default=1)
+    add_flag(
+        parser,
+        "workers",
+        f"number of server processes sharing the port (at most {MAX_WORKERS})",
+        type=worker_count,
+        default=1,
+    )
     return parser
 
 

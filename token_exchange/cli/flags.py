@@ -185,6 +185,21 @@ def _positive_int(value):
     return number
 
 
+# -workers forks that many processes at once: a typo such as 1000000 must not exhaust the machine. One worker
+# per CPU is all the service can use; a small machine may still run a few more.
+MAX_WORKERS = max(64, os.cpu_count() or 1)
+
+
+def _worker_count(value):
+    try:
+        count = _decimal(value)
+    except ValueError:
+        count = 0
+    if not 1 <= count <= MAX_WORKERS:
+        raise ValueError(f"invalid number {value!r}: expected a whole number from 1 to {MAX_WORKERS}")
+    return count
+
+
 def _positive_seconds(value):
     try:
         seconds = float(value)
@@ -209,6 +224,7 @@ port_number = checked(_port, "port")
 listen_address = checked(_listen_address, "listen address")
 tier_number = checked(_tier, "tier")
 positive_int = checked(_positive_int, "number")
+worker_count = checked(_worker_count, "number")
 proxy_count = checked(_proxy_count, "number")
 store_spec = checked(check_store_spec, "store")
 
