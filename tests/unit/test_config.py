@@ -339,3 +339,10 @@ def test_listen_address_without_a_valid_port_is_refused(capsys, value):
     assert "listen address" in line or "port" in line
     assert "prometheusx.listen-address" in line
     refused(capsys, [], {"PROMETHEUSX_LISTEN_ADDRESS": value})
+
+
+@pytest.mark.parametrize("host", ["a" * 64, "a..b", ".example", "example.."])
+def test_listen_address_whose_host_is_no_host_name_is_refused(capsys, host):
+    # The resolver would fail on these later, with a traceback in place of this line.
+    line = refused(capsys, [f"-prometheusx.listen-address={host}:9990"])
+    assert "is no host name" in line

@@ -139,6 +139,10 @@ def split_listen_address(value):
         host = host[1:-1]
     elif ":" in host or "[" in host or "]" in host:
         raise ValueError(f"invalid listen address {value!r}: an IPv6 host goes in brackets, as in [::1]:9990")
+    try:
+        host.encode("idna")  # as the resolver will: an empty or over-long label would fail there with a traceback
+    except UnicodeError:
+        raise ValueError(f"invalid listen address {value!r}: {host!r} is no host name") from None
     return host, _port(port)
 
 
