@@ -46,10 +46,11 @@ def supervise(config, keys, sockets):
         # The signals are still held back (main()): one reaches every worker once all are forked, and a
         # worker, which inherits the mask, takes its signals once it serves.
         try:
+            supervisor_pid = os.getpid()
             for _ in range(config.workers):
                 pid = os.fork()
-                if pid == 0:
-                    os._exit(worker(config, keys, sockets, metrics_dir))  # never runs the supervisor's code
+                if pid == 0:  # the worker: it never runs the supervisor's code
+                    os._exit(worker(config, keys, sockets, metrics_dir, supervisor_pid))
                 workers.add(pid)
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
@@ -92,13 +93,14 @@ def wait_for_workers(workers, stopping, metrics_dir):
     return status
 
 
-def worker(config, keys, sockets, metrics_dir):
+def worker(config, keys, sockets, metrics_dir, supervisor_pid):
     """Body of a forked worker: its exit status, whatever happens."""
     try:
         # The default action until serve() takes the signals; they stay held back until then.
         for signum in HELD_SIGNALS:
             signal.signal(signum, signal.SIG_DFL)
-        die_with_parent()
+        if not die_with_parent(supervisor_pid):
+            return 1  # orphaned between the fork and the request: nobody would ever stop this worker
         return run(config, keys, sockets, metrics_dir)
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else 1
@@ -109,8 +111,9 @@ def worker(config, keys, sockets, metrics_dir):
         logging.shutdown()
 
 
-def die_with_parent():
-    """On Linux, have the kernel send SIGTERM when the supervisor dies, so no worker is orphaned."""
+def die_with_parent(supervisor_pid):
+    """On Linux, have the kernel send SIGTERM when the supervisor dies, so no worker is orphaned. False if
+    the supervisor (supervisor_pid) has died already: the kernel sends nothing for a death before the request."""
     try:
         import ctypes
 
@@ -118,3 +121,4 @@ def die_with_parent():
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         pass
+    return os.getppid() == supervisor_pid
