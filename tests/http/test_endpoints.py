@@ -5,12 +5,13 @@ import json
 import pytest
 
 from tests.consumer import fetch_jwks, token_header, verify_token
-from tests.httpclient import exchange, request
+from tests.httpclient import exchange, raw_request, request
 from tests.support import ALGS, MALFORMED, plain_id
 from tests.support import key as well_formed_key
 from token_exchange.signing.keyfile import PRIVATE_PARAMS
 from token_exchange.signing.tokens import TokenIssuer
 from token_exchange.store import StoreUnavailable
+from token_exchange.web.body import MAX_BODY_BYTES
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 
@@ -328,17 +329,37 @@ def test_namespaces_are_honoured(start_service, integration_key, autojoin_key):
         ("HEAD", "/v0/token/autojoin", "POST"),
         ("GET", "/v0/token/autojoin", "POST"),
         ("DELETE", "/v0/token/autojoin", "POST"),
+        ("PUT", "/v0/token/autojoin", "POST"),  # with a body over the size limit, below
         ("POST", "/.well-known/jwks.json", "GET, HEAD"),
         ("PATCH", "/.well-known/jwks.json", "GET, HEAD"),
         ("BREW", "/health", "GET, HEAD, POST, DELETE, PATCH, PUT, OPTIONS"),
     ],
 )
 def test_wrong_method_is_405_with_allow(service, method, path, allow):
-    response = request(service.base_url, method, path)
+    body = b"x" * (MAX_BODY_BYTES + 1) if method == "PUT" and "autojoin" in path else None
+    response = request(service.base_url, method, path, body)
     assert response.status == 405
     assert response.headers["Allow"] == allow
     if method != "HEAD":
         assert response.body == b"Method Not Allowed\n"  # Go's mux says it so
+
+
+@pytest.mark.parametrize(
+    "refused",
+    [
+        b"GET /v0/token/integration HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"PUT /v0/token/integration HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+        b"OPTIONS /v0/token/autojoin HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"DELETE /v0/token/autojoin HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+    ],
+)
+def test_wrong_method_on_a_token_path_keeps_the_connection(service, refused):
+    # As Go's service: the 405 does not end the connection, and the request sent behind it is answered.
+    answers = raw_request(service.port, refused + b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    first, _, second = answers.partition(b"Method Not Allowed\n")
+    assert first.startswith(b"HTTP/1.1 405 Method Not Allowed\r\n")
+    assert b"Connection: close" not in first
+    assert second.startswith(b"HTTP/1.1 200 OK\r\n") and second.endswith(b"\r\n\r\nok"), answers
 
 
 @pytest.mark.parametrize("path", ["/", "/v0/token", "/v0/token/integration/", "/v0/token/other", "/healthz"])

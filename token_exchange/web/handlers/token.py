@@ -6,6 +6,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.web import Finish, stream_request_body
 
 from token_exchange.verification.verifier import KeyVerifier
+from token_exchange.web import errors
 from token_exchange.web.body import MAX_BODY_BYTES, BodyTooLarge, api_key_from_body, declared_body_length
 from token_exchange.web.clientaddr import client_address
 from token_exchange.web.handlers.base import BaseHandler
@@ -38,8 +39,14 @@ class TokenHandler(BaseHandler):
         self.clear_header("Server")
 
     def prepare(self):
-        super().prepare()
-        length = declared_body_length(self.request.headers)
+        headers = self.request.headers
+        length = declared_body_length(headers)
+        if self.request.method not in self.ALLOWED_METHODS:
+            has_body = "Content-Length" in headers or "Transfer-Encoding" in headers
+            if (length is None and has_body) or (length or 0) > MAX_BODY_BYTES:
+                raise errors.MethodNotAllowed(self.ALLOWED_METHODS)  # not worth reading: refused at once
+            # A short body or none: refused once it is read, by the method Tornado then calls (405), so
+            # that the connection stays open for the next request, as Go's does.
         if length is not None and length > MAX_BODY_BYTES:
             raise BodyTooLarge()
         cast(HTTP1Connection, self.request.connection).set_max_body_size(MAX_STREAMED_BYTES)
