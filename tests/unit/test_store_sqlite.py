@@ -54,6 +54,31 @@ def test_records_read_back(store, integration_key, autojoin_key):
     assert store.find_autojoin_org("unknown") is None
 
 
+@pytest.mark.parametrize(
+    "column,value",
+    [("tier", "abc"), ("tier", 1.5), ("tier", 1e30), ("key_hash", b"\x00\x01"), ("status", b"active")],
+)
+def test_a_value_of_the_wrong_type_reads_as_an_unusable_key(store, db_path, integration_key, column, value):
+    # SQLite keeps any value in any column: one written by another program must not fail the reader.
+    integration = integration_key("acme", tier=2)
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(f"UPDATE integration_keys SET {column} = ?", (value,))
+    record = store.get_integration_key("acme", integration.key_id)
+    read = {"tier": record.tier, "key_hash": record.key_hash, "status": record.status}
+    assert read[column] == (0 if column == "tier" else "")  # as the Datastore store reads a wrong type
+    assert record.tier == (0 if column == "tier" else 2)
+    [listed] = store.list_integrations("acme")  # the tools list it too
+    assert listed.keys[0].tier == record.tier
+
+
+def test_an_org_name_of_the_wrong_type_is_no_org(store, db_path, autojoin_key):
+    autojoin = autojoin_key("org-a")
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute("UPDATE autojoin_keys SET org_name = ?", (b"\xff\xfe",))
+    assert store.find_autojoin_org(autojoin.api_key) is None
+
+
 def test_wal_mode_and_schema_version(store, db_path):
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

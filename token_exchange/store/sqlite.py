@@ -126,6 +126,17 @@ def _open_problem(abspath, error):
     return f"cannot open: {error.strerror}"
 
 
+# SQLite keeps any value in any column of a table that is not STRICT, and anything may have written the file:
+# a value of the wrong type reads as the Datastore store reads one (store/datastore.py), a key that cannot
+# be used (401), never an error in the service or a tool.
+def _text(value):
+    return value if isinstance(value, str) else ""
+
+
+def _whole(value):
+    return value if isinstance(value, int) else 0
+
+
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
@@ -312,14 +323,16 @@ class SQLiteKeyStore(KeyStore):
         if row is None:
             return None
         key_hash, status, tier = row
-        return IntegrationKeyRecord(integration_id, key_id, key_hash, status, int(tier))
+        return IntegrationKeyRecord(integration_id, key_id, _text(key_hash), _text(status), _whole(tier))
 
     def find_autojoin_org(self, api_key):
         row = self._read(
             "SELECT org_name FROM autojoin_keys WHERE namespace = ? AND key_sha256 = ?",
             (self.platform_ns, sha256_hex(api_key.encode("utf-8"))),
         )
-        return row[0] if row else None
+        if not row:
+            return None
+        return _text(row[0]) or None  # an org is a non-empty name
 
     def ensure_integration(self, integration_id, description=""):
         (created,) = self._write(
@@ -391,11 +404,16 @@ class SQLiteKeyStore(KeyStore):
             owner, key_id, description, tier, status, created_at, key_hash = row
             keys.setdefault(owner, []).append(
                 IntegrationKeyInfo(
-                    key_id, description, int(tier), status, created_at, hash_scheme(key_hash) or "unknown"
+                    _text(key_id),
+                    _text(description),
+                    _whole(tier),
+                    _text(status),
+                    _text(created_at),
+                    hash_scheme(_text(key_hash)) or "unknown",
                 )
             )
         return [
-            IntegrationInfo(owner, description, created_at, tuple(keys.get(owner, ())))
+            IntegrationInfo(_text(owner), _text(description), _text(created_at), tuple(keys.get(owner, ())))
             for owner, description, created_at in self._read_all(
                 "SELECT integration_id, description, created_at FROM integrations"
                 f" WHERE namespace = ?{only} ORDER BY integration_id",
@@ -429,9 +447,9 @@ class SQLiteKeyStore(KeyStore):
             + " ORDER BY org_name, created_at, key_sha256",
             params,
         ):
-            keys.setdefault(owner, []).append(AutojoinKeyInfo(fingerprint_of(key_sha256), created_at))
+            keys.setdefault(owner, []).append(AutojoinKeyInfo(fingerprint_of(_text(key_sha256)), _text(created_at)))
         return [
-            OrganizationInfo(name, email, created_at, tuple(keys.get(name, ())))
+            OrganizationInfo(_text(name), _text(email), _text(created_at), tuple(keys.get(name, ())))
             for name, email, created_at in self._read_all(
                 "SELECT name, email, created_at FROM organizations WHERE namespace = ?"
                 + (" AND name = ?" if org is not None else "")
