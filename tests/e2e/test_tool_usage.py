@@ -6,6 +6,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+import sys
 
 import pytest
 
@@ -305,3 +306,40 @@ def test_list_into_a_pipe_closed_early(built_zipapps, zipapp_home, db_path, tmp_
     assert line == whole.stdout.splitlines(keepends=True)[0].encode()
     # As cat or ls would end: killed by SIGPIPE (status 141 in a shell), saying nothing.
     assert (status, stderr) == (-signal.SIGPIPE, b"")
+
+
+# Run with its standard output closed (`tool >&-`) or on a full disk (`tool >/dev/full`).
+WITHOUT_OUTPUT = 'exec "$@" >&-'
+ON_A_FULL_DISK = 'exec "$@" >/dev/full'
+
+
+@pytest.mark.parametrize(
+    "module,args",
+    [
+        ("create_integration", ["-integration-id", "acme", "-bcrypt-cost", str(TEST_BCRYPT_COST)]),
+        ("create_autojoin_key", ["-org", "example-org"]),
+        ("integration_keys", ["list"]),
+        ("generate_jwk", ["-out", "{tmp}/key.json"]),
+    ],
+)
+def test_a_tool_without_standard_output_refuses_before_it_writes(db_path, tmp_path, module, args):
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in args]
+    store = [] if module == "generate_jwk" else ["-store", f"sqlite:{db_path}"]
+    tool = [sys.executable, "-m", f"token_exchange.tools.{module}", *args, *store]
+    done = subprocess.run(["bash", "-c", WITHOUT_OUTPUT, "-", *tool], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.endswith(": error: standard output is closed: nowhere to write what this command prints\n")
+    assert "Traceback" not in done.stderr
+    assert not db_path.exists() and not (tmp_path / "key.json").exists()  # nothing made that nobody would see
+
+
+def test_a_tool_that_cannot_write_its_output_says_so_in_one_line(db_path):
+    tool = [sys.executable, "-m", "token_exchange.tools.create_integration", "-store", f"sqlite:{db_path}"]
+    tool += ["-integration-id", "acme", "-bcrypt-cost", str(TEST_BCRYPT_COST)]
+    done = subprocess.run(["bash", "-c", ON_A_FULL_DISK, "-", *tool], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert (
+        done.stderr.splitlines()[-1]
+        == "create-integration: error: cannot write to standard output: No space left on device"
+    )
+    assert "Traceback" not in done.stderr

@@ -56,7 +56,7 @@ COMMANDS = {
 }
 
 
-@quiet_when_output_closed
+@quiet_when_output_closed(PROG)
 def main(argv=None):
     command, parser, argv = choose_command(PROG, DESCRIPTION, COMMANDS, argv)
     args = start(parser, argv)

@@ -120,21 +120,30 @@ def choose_command(prog, description, commands, argv):
     return command, parser, argv[1:]
 
 
-def quiet_when_output_closed(main):
-    """A tool's main that ends as cat does when its reader stops early (`integration-keys list | head`):
-    killed by SIGPIPE, with nothing on stderr, instead of a BrokenPipeError traceback."""
+def quiet_when_output_closed(prog):
+    """Decorates the main of the tool named prog. When its reader stops early (`integration-keys list | head`),
+    the tool ends as cat does: killed by SIGPIPE, with nothing on stderr, instead of a BrokenPipeError
+    traceback. With no standard output at all it refuses to start, before it changes anything (a new key
+    would never be shown); when writing fails otherwise (a full disk), it says so in one line."""
 
-    @functools.wraps(main)
-    def run(argv=None):
-        try:
-            main(argv)
-            sys.stdout.flush()  # the rest of the output, while a broken pipe can still be caught here
-        except BrokenPipeError:
-            # Python ignores SIGPIPE; let it take its default action, which ends the process.
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGPIPE)
+    def decorate(main):
+        @functools.wraps(main)
+        def run(argv=None):
+            if sys.stdout is None:  # started with its standard output closed
+                die(prog, "standard output is closed: nowhere to write what this command prints")
+            try:
+                main(argv)
+                sys.stdout.flush()  # the rest of the output, while a broken pipe can still be caught here
+            except BrokenPipeError:
+                # Python ignores SIGPIPE; let it take its default action, which ends the process.
+                signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGPIPE)
+            except OSError as e:  # the tools turn their own file and store errors into one line: this is output
+                die(prog, f"cannot write to standard output: {e.strerror or e}")
 
-    return run
+        return run
+
+    return decorate
 
 
 def print_json(value):

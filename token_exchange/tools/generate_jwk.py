@@ -77,7 +77,7 @@ def build_parser():
     return parser
 
 
-@quiet_when_output_closed
+@quiet_when_output_closed(PROG)
 def main(argv=None):
     parser = build_parser()
     args = start(parser, argv)

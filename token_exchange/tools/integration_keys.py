@@ -79,7 +79,7 @@ REQUIRED = {
 }
 
 
-@quiet_when_output_closed
+@quiet_when_output_closed(PROG)
 def main(argv=None):
     command, parser, argv = choose_command(PROG, DESCRIPTION, COMMANDS, argv)
     args = start(parser, argv)
