@@ -2,6 +2,7 @@
 
 import json
 import os
+import pathlib
 import re
 
 import pytest
@@ -16,6 +17,7 @@ from token_exchange.signing.keyfile import (
     generate_private_jwk,
     load_key_set,
     parse_key_set,
+    replace_key_file,
     write_private_jwk,
 )
 
@@ -114,6 +116,16 @@ def test_a_symbolic_link_to_a_key_file_loads(tmp_path, private_jwks):
     link = tmp_path / "link.json"
     link.symlink_to(write(tmp_path, private_jwks["ES256"]))
     assert load_key_set(str(link)).signing_key.kid == private_jwks["ES256"]["kid"]
+
+
+def test_replacing_a_key_file_through_a_symbolic_link_replaces_the_file_it_names(tmp_path, private_jwks):
+    # Mounted secrets and configuration managers link to the key file: the link must keep naming it.
+    target = write(tmp_path, private_jwks["ES256"], name="target.json")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    replace_key_file(str(link), private_jwks["EdDSA"])
+    assert link.is_symlink() and os.readlink(link) == target
+    assert json.loads(pathlib.Path(target).read_text()) == private_jwks["EdDSA"]
 
 
 def test_a_device_is_refused_unread():

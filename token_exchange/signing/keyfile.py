@@ -326,9 +326,11 @@ def replace_key_file(path, data):
 
     The new file keeps the old one's group and its owner and group permissions (never more than
     0640): a key made readable by the service's group stays readable by it after a rotation, or
-    the next start would fail.
+    the next start would fail. A symbolic link is followed: the file it names is replaced, and the
+    link stays, still naming it.
     """
-    directory, name = os.path.split(os.path.abspath(path))
+    path = os.path.realpath(path)
+    directory, name = os.path.split(path)
     old = os.stat(path)
     fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mode 0600
     try:

@@ -8,7 +8,9 @@ and edit the key file through a signing-key rotation.
     generate-jwk -set jwk-priv.json -retire OLD_KID   # no longer published
 
 Every edit leaves a file the service loads (checked before writing) and is
-written atomically with mode 0600. A one-key file becomes a JWK Set
+written atomically, keeping the file's group and its owner and group
+permissions (at most 0640); through a symbolic link, the file it names is
+edited. A new key file has mode 0600. A one-key file becomes a JWK Set
 {"keys": [...]} on its first -add.
 """
 
