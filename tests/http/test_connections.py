@@ -11,6 +11,8 @@ import time
 
 from tests.httpclient import request
 from tests.support import CountingVerify
+from tests.zipapp_service import settled
+from token_exchange.web.connections import BODY_TIMEOUT_SECONDS
 
 IDLE_TIMEOUT = 0.5
 
@@ -44,6 +46,18 @@ def test_headers_that_never_end_are_cut_off_after_the_idle_timeout(start_service
     with socket.create_connection(("127.0.0.1", service.port)) as conn:
         conn.sendall(b"POST /v0/token/integration HTTP/1.1\r\nHost: x\r\n")
         assert IDLE_TIMEOUT <= wait_for_close(conn) < 10
+
+
+def test_a_body_that_stops_arriving_is_cut_off_after_the_body_timeout(start_service):
+    service = start_service(server_options=dict(body_timeout=IDLE_TIMEOUT))
+    with socket.create_connection(("127.0.0.1", service.port)) as conn:
+        conn.sendall(b'POST /v0/token/integration HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{"a')
+        assert IDLE_TIMEOUT <= wait_for_close(conn) < 10
+    assert settled(lambda: service.in_flight.count, 0) == 0  # the cut request no longer holds shutdown back
+
+
+def test_the_body_timeout_is_half_a_minute_by_default(start_service):
+    assert start_service().server.conn_params.body_timeout == BODY_TIMEOUT_SECONDS == 30.0
 
 
 def test_a_kept_alive_connection_is_closed_once_idle_for_the_timeout(start_service, integration_key):

@@ -26,6 +26,9 @@ SHED_PER_FAILED_ACCEPT = 32
 # A connection that has sent no request yet is shed only once it has been silent this long: under a flood
 # of new connections, a client that has just connected has not had its turn to send.
 FIRST_REQUEST_GRACE_SECONDS = 10.0
+# A request body still arriving after this long is cut off with its connection: a token request's body is a
+# few hundred bytes, and one left unfinished would hold its descriptor, and delay shutdown, for ever.
+BODY_TIMEOUT_SECONDS = 30.0
 
 
 class ServiceHTTPServer(tornado.httpserver.HTTPServer):
@@ -35,6 +38,7 @@ class ServiceHTTPServer(tornado.httpserver.HTTPServer):
     # HTTPServer is configured through initialize() (tornado.util.Configurable): in_flight and accept_events are
     # ours, the rest Tornado's own options.
     def initialize(self, request_callback, *, in_flight, accept_events=None, **kwargs):  # type: ignore[override]
+        kwargs.setdefault("body_timeout", BODY_TIMEOUT_SECONDS)
         super().initialize(request_callback, **kwargs)
         self._in_flight = in_flight
         self._acceptor = Acceptor(self._accepted, self._close_idle_connections, accept_events)
