@@ -7,7 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+# A .venv left half-made (no pip: its creation was cut short) is made again.
+[ -x .venv/bin/pip ] || { rm -rf .venv && "$PYTHON" -m venv .venv; }
 # Exactly the locked versions (the bundle's, the test and lint extras, the build backend), hashes checked;
 # then the project itself, editable, with nothing more fetched.
 # Again only when the lock file or the project's metadata changed since the last install.
