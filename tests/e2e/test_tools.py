@@ -376,10 +376,41 @@ def test_invalid_ids_are_refused(tools, db_path, args, message):
     done = tools.run("create-integration", "-store", f"sqlite:{db_path}", "-bcrypt-cost", TEST_BCRYPT_COST, *args)
     assert done.returncode != 0
     assert done.stdout == ""
-    assert message in error_line(done, "create-integration")
+    assert message in only_line(done, "create-integration")  # the id is checked before it is echoed
     if db_path.exists():  # nothing was created
         assert rows(db_path, "SELECT * FROM integrations") == []
         assert rows(db_path, "SELECT * FROM integration_keys") == []
+
+
+@pytest.mark.parametrize(
+    "tool,args",
+    [
+        ("create-autojoin-key", ["-org", "evil\x1b[2J\nFAKE ERROR line"]),
+        ("create-autojoin-key", ["-org", "o" * 257]),
+        ("create-autojoin-key", ["-org", "example-org", "-email", "ops@example.org\r\n"]),
+        ("create-integration", ["-integration-id", "acme", "-key-description", "a\n=== API Key Created ==="]),
+        ("create-integration", ["-integration-id", "acme", "-integration-description", "d" * 257]),
+    ],
+    ids=["org-escape", "org-long", "email-newline", "key-description-newline", "integration-description-long"],
+)
+def test_names_and_descriptions_with_control_characters_or_too_long_are_refused(tools, db_path, tool, args):
+    # They are printed by the tools, and an org goes into every token of its keys.
+    cost = ["-bcrypt-cost", TEST_BCRYPT_COST] if tool == "create-integration" else []
+    done = tools.run(tool, "-store", f"sqlite:{db_path}", *cost, *args)
+    assert done.returncode == 2
+    line = only_line(done, tool)
+    assert "control character" in line or "at most 256 are allowed" in line
+    assert "\x1b" not in line and "\r" not in line  # shown escaped, on one line
+    assert not db_path.exists()  # refused before the store was opened
+
+
+def test_generate_jwk_refuses_a_kid_with_a_control_character(tools, tmp_path):
+    path = tmp_path / "jwk.json"
+    done = tools.run("generate-jwk", "-kid", "k\x1b[2J", "-out", path)
+    assert done.returncode == 2
+    line = only_line(done, "generate-jwk")
+    assert line == "generate-jwk: error: argument -kid/--kid: kid 'k\\x1b[2J' holds a control character"
+    assert not path.exists()
 
 
 # A write that fails says why.

@@ -68,6 +68,7 @@ def add_new_key_flags(parser, go_environment=False):
         "key-description",
         "human-readable description of the API key",
         env=env("key-description"),
+        type=printable_text,
         default="",
     )
     add_flag(parser, "key-tier", "service tier of the API key", env=env("key-tier"), type=tier_number, default=0)
@@ -118,6 +119,23 @@ def choose_command(prog, description, commands, argv):
     parser = FlagParser(f"{prog} {command}", text)
     add_flags(parser)
     return command, parser, argv[1:]
+
+
+# Longest name or description the tools write: ample for people, short enough to list and to put in a token.
+MAX_TEXT_CHARS = 256
+
+
+def _printable_text(value):
+    if len(value) > MAX_TEXT_CHARS:
+        raise ValueError(f"{len(value)} characters; at most {MAX_TEXT_CHARS} are allowed")
+    if not value.isprintable():
+        # The tools print it, and an org name goes into tokens: no line breaks or terminal escapes.
+        raise ValueError(f"{value!r} holds a control character")
+    return value
+
+
+# An argparse type for names and descriptions: printable, at most MAX_TEXT_CHARS characters.
+printable_text = checked(_printable_text, "text")
 
 
 def quiet_when_output_closed(prog):

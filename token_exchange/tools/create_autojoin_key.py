@@ -12,6 +12,7 @@ from token_exchange.tools.common import (
     die,
     open_tool_store,
     print_created,
+    printable_text,
     quiet_when_output_closed,
     start,
     store_description,
@@ -25,8 +26,14 @@ log = logging.getLogger(PROG)
 def build_parser():
     parser = FlagParser(PROG, "Create an autojoin API key for an organization (created if needed).")
     add_store_flags(parser, DEFAULT_PLATFORM_NS, "namespace of autojoin credentials", "PLATFORM_NS")
-    add_flag(parser, "org", "organization name (required)", default="")
-    add_flag(parser, "email", "contact email of the organization, used when creating it", default="")
+    add_flag(parser, "org", "organization name (required; its tokens' org claim)", type=printable_text, default="")
+    add_flag(
+        parser,
+        "email",
+        "contact email of the organization, used when creating it",
+        type=printable_text,
+        default="",
+    )
     return parser
 
 

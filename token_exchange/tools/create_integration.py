@@ -14,12 +14,13 @@ from token_exchange.tools.common import (
     die,
     open_tool_store,
     print_created_integration_key,
+    printable_text,
     quiet_when_output_closed,
     start,
     store_description,
 )
 from token_exchange.tools.provisioning import create_integration_key
-from token_exchange.verification.apikey import MalformedKey
+from token_exchange.verification.apikey import MalformedKey, check_integration_id, check_key_id
 
 PROG = "create-integration"
 log = logging.getLogger(PROG)
@@ -38,6 +39,7 @@ def build_parser():
         "integration-description",
         "human-readable description of the integration",
         env=env_name("integration-description"),
+        type=printable_text,
         default="",
     )
     add_new_key_flags(parser, go_environment=True)
@@ -50,6 +52,12 @@ def main(argv=None):
     args = start(parser, argv)
     if not args.integration_id:
         parser.error("-integration-id is required")
+    try:  # before anything is echoed or opened
+        check_integration_id(args.integration_id)
+        if args.key_id:
+            check_key_id(args.key_id)
+    except MalformedKey as e:
+        parser.error(str(e))
     store = open_tool_store(parser, args, integration_ns=args.namespace)
     try:
         log.info(

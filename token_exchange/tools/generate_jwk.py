@@ -43,6 +43,8 @@ def _kid(value):
     problem = kid_length_problem(value)
     if problem:
         raise ValueError(problem)
+    if not value.isprintable():  # it is printed, and goes into every token's header
+        raise ValueError(f"kid {value!r} holds a control character")
     return value
 
 
