@@ -25,6 +25,10 @@ API_KEY = "mlabk.cii_acme.ki_0123456789abcdef." + SECRET.decode()
 CLIENT = "192.0.2.1"
 
 
+def the_client():
+    return CLIENT
+
+
 class Store:
     """A KeyReader holding one integration key and one autojoin key; it names the threads each call ran on."""
 
@@ -80,9 +84,24 @@ def test_bcrypt_checks_run_on_the_hashing_pool(pools):
         return verify_secret(secret, stored_hash)
 
     verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4), verify=verify)
-    identity = asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
+    identity = asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), the_client))
     assert (identity.integration_id, identity.key_id, identity.tier) == ("acme", "ki_0123456789abcdef", 2)
     assert len(threads) == 1 and threads[0].startswith("hash-pool")
+
+
+def test_the_client_is_asked_only_when_a_check_must_be_admitted(pools):
+    asked = []
+
+    def client():
+        asked.append(CLIENT)
+        return CLIENT
+
+    verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4))
+    key = parse_presented_integration_key(API_KEY)
+    asyncio.run(verifier.verify_integration_key(key, client))
+    assert asked == [CLIENT]  # the first time: a bcrypt check, admitted for this client
+    asyncio.run(verifier.verify_integration_key(key, client))
+    assert asked == [CLIENT]  # then the verification cache holds the secret: nothing to admit
 
 
 def test_refused_checks_are_reported_with_their_reason(pools):
@@ -105,10 +124,12 @@ def test_refused_checks_are_reported_with_their_reason(pools):
     wrong = [API_KEY[:-1] + c for c in "xyz"]
 
     async def scenario():
-        held = asyncio.ensure_future(verifier.verify_integration_key(parse_presented_integration_key(wrong[0]), CLIENT))
+        held = asyncio.ensure_future(
+            verifier.verify_integration_key(parse_presented_integration_key(wrong[0]), the_client)
+        )
         await until_started(1)
         with pytest.raises(Overloaded) as overloaded:
-            await verifier.verify_integration_key(parse_presented_integration_key(wrong[1]), CLIENT)
+            await verifier.verify_integration_key(parse_presented_integration_key(wrong[1]), the_client)
         release.set()
         with pytest.raises(InvalidKey, match="secret does not match"):
             await held
@@ -125,12 +146,12 @@ def test_refused_checks_are_reported_with_their_reason(pools):
 
     async def throttled_scenario():
         held = [
-            asyncio.ensure_future(verifier.verify_integration_key(parse_presented_integration_key(secret), CLIENT))
+            asyncio.ensure_future(verifier.verify_integration_key(parse_presented_integration_key(secret), the_client))
             for secret in wrong[:MAX_CONCURRENT_PER_KEY]
         ]
         await until_started(MAX_CONCURRENT_PER_KEY)
         with pytest.raises(Throttled) as throttled:
-            await verifier.verify_integration_key(parse_presented_integration_key(wrong[2]), CLIENT)
+            await verifier.verify_integration_key(parse_presented_integration_key(wrong[2]), the_client)
         release.set()
         for future in held:
             with pytest.raises(InvalidKey):
@@ -147,10 +168,10 @@ def test_a_throttled_key_names_itself_and_the_seconds_left(pools):
     verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4), clock=clock, max_failures_per_key=1)
     wrong = parse_presented_integration_key(API_KEY[:-1] + "x")
     with pytest.raises(InvalidKey, match=r"^secret does not match \(integration=acme key_id=ki_0123456789abcdef\)$"):
-        asyncio.run(verifier.verify_integration_key(wrong, CLIENT))
+        asyncio.run(verifier.verify_integration_key(wrong, the_client))
     clock.now += 20.5
     with pytest.raises(Throttled) as throttled:
-        asyncio.run(verifier.verify_integration_key(wrong, CLIENT))
+        asyncio.run(verifier.verify_integration_key(wrong, the_client))
     assert throttled.value.retry_after_seconds == 40
     assert (
         str(throttled.value)
@@ -165,33 +186,33 @@ def test_failures_throttle_the_client_that_made_them_and_not_the_key_holder(pool
     )
     wrong = parse_presented_integration_key(API_KEY[:-1] + "x")
     with pytest.raises(InvalidKey):
-        asyncio.run(verifier.verify_integration_key(wrong, "192.0.2.66"))
+        asyncio.run(verifier.verify_integration_key(wrong, lambda: "192.0.2.66"))
     with pytest.raises(Throttled, match=r"client=192\.0\.2\.66\)$"):
-        asyncio.run(verifier.verify_integration_key(wrong, "192.0.2.66"))
+        asyncio.run(verifier.verify_integration_key(wrong, lambda: "192.0.2.66"))
     for _ in range(3):  # each check of the holder is admitted, and finished on the holder's own count
-        identity = asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
+        identity = asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), the_client))
         assert identity.key_id == "ki_0123456789abcdef"
     with pytest.raises(InvalidKey):  # the holder's own failure counts against the holder
-        asyncio.run(verifier.verify_integration_key(wrong, CLIENT))
+        asyncio.run(verifier.verify_integration_key(wrong, the_client))
     with pytest.raises(Throttled, match=r"client=192\.0\.2\.1\)$"):
-        asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
+        asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), the_client))
 
 
 @pytest.mark.parametrize("status", ["revoked", "Active", ""])
 def test_an_inactive_or_unknown_key_is_refused_with_its_reason(pools, status):
     verifier = make_verifier(pools, hash_secret(SECRET, bcrypt_cost=4), status)
     with pytest.raises(InvalidKey, match=r"^key is not active \(integration=acme key_id=ki_0123456789abcdef\)$"):
-        asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
+        asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), the_client))
     unknown = parse_presented_integration_key(API_KEY.replace("ki_0123456789abcdef", "ki_1"))
     with pytest.raises(InvalidKey, match=r"^unknown key \(ids not logged: a client may put anything there\)$"):
-        asyncio.run(verifier.verify_integration_key(unknown, CLIENT))
+        asyncio.run(verifier.verify_integration_key(unknown, the_client))
 
 
 def test_store_calls_run_on_the_store_pool(pools):
     store_pool, hash_pool = pools
     store = Store(hash_secret(SECRET, bcrypt_cost=4))
     verifier = KeyVerifier(store, store_pool, hash_pool, 3.0)
-    asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
+    asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), the_client))
     assert asyncio.run(verifier.verify_autojoin_key("autojoin-key")) == "example-org"
     asyncio.run(verifier.check_store())
     assert len(store.threads) == 3
@@ -209,6 +230,6 @@ def test_a_store_slower_than_the_timeout_is_unavailable_with_the_bound_in_the_re
     verifier = KeyVerifier(SlowStore("unused"), store_pool, hash_pool, 0.25)
     try:
         with pytest.raises(StoreUnavailable, match=r"^no answer within 0\.25 s$"):
-            asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), CLIENT))
+            asyncio.run(verifier.verify_integration_key(parse_presented_integration_key(API_KEY), the_client))
     finally:
         answer.set()

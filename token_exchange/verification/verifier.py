@@ -127,10 +127,11 @@ class KeyVerifier:
         self._events = events or VerifierEvents()
         self._in_flight: dict[bytes, asyncio.Future] = {}  # digest -> the bcrypt check running for it
 
-    async def verify_integration_key(self, key: IntegrationKey, client: str) -> IntegrationIdentity:
-        """The IntegrationIdentity of a parsed key (parse_presented_integration_key) presented by client (the
-        address the limits on bcrypt checks count it by, web.clientaddr); InvalidKey, Refused or
-        StoreUnavailable otherwise. find_integration_key, then verify_integration_secret."""
+    async def verify_integration_key(self, key: IntegrationKey, client: Callable[[], str]) -> IntegrationIdentity:
+        """The IntegrationIdentity of a parsed key (parse_presented_integration_key) presented by client, which
+        says who the client is (the address the limits on bcrypt checks count it by, web.clientaddr) when a
+        check must be admitted; InvalidKey, Refused or StoreUnavailable otherwise. find_integration_key, then
+        verify_integration_secret."""
         return await self.verify_integration_secret(key, await self.find_integration_key(key), client)
 
     async def find_integration_key(self, key: IntegrationKey) -> IntegrationKeyRecord:
@@ -149,7 +150,7 @@ class KeyVerifier:
         return record
 
     async def verify_integration_secret(
-        self, key: IntegrationKey, record: IntegrationKeyRecord, client: str
+        self, key: IntegrationKey, record: IntegrationKeyRecord, client: Callable[[], str]
     ) -> IntegrationIdentity:
         """The IntegrationIdentity of a key whose record find_integration_key found, if it is active and its
         secret matches; InvalidKey or Refused otherwise."""
@@ -160,10 +161,11 @@ class KeyVerifier:
         if digest in self._verified:
             self._events.cache_hit()
         else:
+            who = client()  # asked only now: a secret the cache holds needs no admission, and most do
             try:
-                matched = await self._check_secret(lookup, client, digest, key.secret, record.key_hash)
+                matched = await self._check_secret(lookup, who, digest, key.secret, record.key_hash)
             except Refused as e:
-                raise type(e)(f"{e} ({_where(key)} client={client})", e.retry_after_seconds) from None
+                raise type(e)(f"{e} ({_where(key)} client={who})", e.retry_after_seconds) from None
             if not matched:
                 raise InvalidKey(f"secret does not match ({_where(key)})")
         return IntegrationIdentity(record.integration_id, record.key_id, record.tier)

@@ -13,5 +13,5 @@ class IntegrationHandler(TokenHandler):
         # The access line names the ids once the store knows them (a client may put its secret where an
         # id goes), never the secret.
         self.access_fields = {"integration_id": key.integration_id, "key_id": key.key_id}
-        identity = await self.verifier.verify_integration_secret(key, record, self.client())
+        identity = await self.verifier.verify_integration_secret(key, record, self.client)
         self.send_token(self.issuer().integration_token(identity))
