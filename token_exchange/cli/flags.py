@@ -155,14 +155,19 @@ def _listen_address(value):
 MAX_TIER = 2**63 - 1
 
 
-def _tier(value):
+def _whole_number_from(value, low, high, what="number"):
+    """value as an int from low to high; ValueError naming the range otherwise."""
     try:
-        tier = _decimal(value)
+        number = _decimal(value)
     except ValueError:
-        tier = -1
-    if not 0 <= tier <= MAX_TIER:
-        raise ValueError(f"invalid tier {value!r}: expected a whole number from 0 to {MAX_TIER}")
-    return tier
+        number = low - 1
+    if not low <= number <= high:
+        raise ValueError(f"invalid {what} {value!r}: expected a whole number from {low} to {high}")
+    return number
+
+
+def _tier(value):
+    return _whole_number_from(value, 0, MAX_TIER, "tier")
 
 
 # Proxies in front of the service that append to X-Forwarded-For: a chain longer than this is a mistake.
@@ -170,13 +175,7 @@ MAX_TRUSTED_PROXIES = 10
 
 
 def _proxy_count(value):
-    try:
-        count = _decimal(value)
-    except ValueError:
-        count = -1
-    if not 0 <= count <= MAX_TRUSTED_PROXIES:
-        raise ValueError(f"invalid number {value!r}: expected a whole number from 0 to {MAX_TRUSTED_PROXIES}")
-    return count
+    return _whole_number_from(value, 0, MAX_TRUSTED_PROXIES)
 
 
 def _positive_int(value):
@@ -195,13 +194,7 @@ MAX_WORKERS = max(64, os.cpu_count() or 1)
 
 
 def _worker_count(value):
-    try:
-        count = _decimal(value)
-    except ValueError:
-        count = 0
-    if not 1 <= count <= MAX_WORKERS:
-        raise ValueError(f"invalid number {value!r}: expected a whole number from 1 to {MAX_WORKERS}")
-    return count
+    return _whole_number_from(value, 1, MAX_WORKERS)
 
 
 def _positive_seconds(value):
